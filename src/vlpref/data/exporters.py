@@ -1,0 +1,179 @@
+"""Hand vlpref data to other trainers: TRL's vision formats and LLaMA-Factory's sharegpt preference format.
+
+    >>> from vlpref.data.exporters import export_trl, export_llamafactory
+    >>> export_trl("data/pairs", "export/trl")            # load with datasets.load_from_disk, pass to DPOTrainer
+    >>> export_llamafactory("data/pairs", "export/lf")    # data.json + images/ + dataset_info.json
+
+TRL (docs "Vision datasets"): conversational `prompt` / `chosen` / `rejected` whose content is a list of
+`{"type": "image"}` / `{"type": "text", "text": ...}` blocks, plus an `images` column of images. Prompts (SFT data)
+export as `messages` + `images`. vlpref's own fields ride along as extra columns (id, prompt_id, strategy, scores as
+JSON, and `image_paths`, since an image feature keeps only a file's base name), which TRL ignores and `import_trl`
+restores.
+
+LLaMA-Factory (data/README.md "Preference Dataset"): sharegpt `conversations` ending with a human turn, `chosen` and
+`rejected` messages `{"from": "gpt", "value": ...}`, an `images` list of paths with one `<image>` per image, and a
+`dataset_info.json` entry with `"ranking": true`.
+
+Neither format has a separate image list for the rejected side, so image-contrast pairs (SeVa, POVID stage 2) cannot
+be exported there: each is reported (RecordError, or a reject in skip mode), never silently flattened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vlpref.data.images import place_image, resolve_image
+from vlpref.data.rejects import RejectLog
+from vlpref.data.schema import IMAGE_TOKEN, PreferencePair, Prompt, Turn
+from vlpref.data.store import RECORDS_FILE, read_meta, read_records
+from vlpref.errors import RecordError, VlprefError
+
+LF_ROLES = {"user": "human", "assistant": "gpt"}
+
+
+def content_blocks(text: str) -> list[dict[str, Any]]:
+    """Split text at each `<image>` into TRL content blocks, keeping every text piece verbatim (lossless)."""
+    blocks: list[dict[str, Any]] = []
+    for i, piece in enumerate(text.split(IMAGE_TOKEN)):
+        if i > 0:
+            blocks.append({"type": "image", "text": None})
+        if piece:
+            blocks.append({"type": "text", "text": piece})
+    return blocks
+
+
+def trl_messages(turns: list[Turn]) -> list[dict[str, Any]]:
+    return [{"role": t.role, "content": content_blocks(t.text)} for t in turns]
+
+
+def _image_cells(root: Path, paths: list[str]) -> list[dict[str, Any]]:
+    return [{"bytes": resolve_image(root, p).read_bytes(), "path": p} for p in paths]
+
+
+def _check_single_image_list(pair: PreferencePair, source: Path, target: str) -> None:
+    if pair.rejected_images is not None and pair.rejected_images != pair.images:
+        raise RecordError(f"rejected side has its own images, which {target}'s format cannot hold", file=source,
+                          record_id=pair.id, field="rejected_images")
+
+
+def export_trl(root: str | Path, out: str | Path, fmt: str = "arrow", rejects: RejectLog | None = None) -> int:
+    """Export a dataset folder of pairs (or prompts) to TRL's vision format; returns the number of rows written."""
+    from datasets import Dataset, Image, List
+
+    root, out = Path(root), Path(out)
+    kind = read_meta(root)["kind"]
+    source = root / RECORDS_FILE
+    rejects = rejects or RejectLog(None, on_error="raise")
+    rows = []
+    for record in read_records(root):
+        with rejects.guard(row={"id": record.id}):
+            if kind == "pairs":
+                _check_single_image_list(record, source, "TRL")
+                rows.append({
+                    "id": record.id,
+                    "prompt_id": record.prompt_id,
+                    "prompt": trl_messages(record.turns),
+                    "chosen": trl_messages([Turn(role="assistant", text=record.chosen)]),
+                    "rejected": trl_messages([Turn(role="assistant", text=record.rejected)]),
+                    "images": _image_cells(root, record.images),
+                    "image_paths": record.images,
+                    "strategy": record.strategy,
+                    "chosen_scores": json.dumps(record.chosen_scores, sort_keys=True),
+                    "rejected_scores": json.dumps(record.rejected_scores, sort_keys=True),
+                    "provenance": json.dumps(record.provenance, sort_keys=True),
+                })
+            elif kind == "prompts":
+                rows.append({
+                    "id": record.id,
+                    "messages": trl_messages(record.turns),
+                    "images": _image_cells(root, record.images),
+                    "image_paths": record.images,
+                    "source": record.source,
+                    "meta": json.dumps(record.meta, sort_keys=True),
+                })
+            else:
+                raise VlprefError(f"{root}: holds {kind}; TRL export takes prompts or pairs")
+    dataset = Dataset.from_list(rows)
+    if rows:
+        dataset = dataset.cast_column("images", List(Image()))
+    if fmt == "arrow":
+        dataset.save_to_disk(str(out))
+    elif fmt == "parquet":
+        out.mkdir(parents=True, exist_ok=True)
+        dataset.to_parquet(str(out / "data.parquet"))
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use arrow or parquet")
+    return len(rows)
+
+
+def _sharegpt(turns: list[Turn]) -> tuple[str | None, list[dict[str, str]]]:
+    system = None
+    messages = []
+    for turn in turns:
+        if turn.role == "system":
+            system = turn.text
+        else:
+            messages.append({"from": LF_ROLES[turn.role], "value": turn.text})
+    return system, messages
+
+
+def export_llamafactory(
+    root: str | Path, out: str | Path, name: str = "vlpref_pairs", rejects: RejectLog | None = None
+) -> int:
+    """Export pairs to LLaMA-Factory: out/data.json, out/images/..., out/dataset_info.json (entry `name`)."""
+    root, out = Path(root), Path(out)
+    if read_meta(root)["kind"] != "pairs":
+        raise VlprefError(f"{root}: LLaMA-Factory preference export takes pairs")
+    source = root / RECORDS_FILE
+    rejects = rejects or RejectLog(None, on_error="raise")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for pair in read_records(root):
+        with rejects.guard(row={"id": pair.id}):
+            _check_single_image_list(pair, source, "LLaMA-Factory")
+            system, conversations = _sharegpt(pair.turns)
+            row: dict[str, Any] = {
+                "conversations": conversations,
+                "chosen": {"from": "gpt", "value": pair.chosen},
+                "rejected": {"from": "gpt", "value": pair.rejected},
+                "images": [place_image(resolve_image(root, p), out, p) for p in pair.images],
+            }
+            if system is not None:
+                row["system"] = system
+            rows.append(row)
+    (out / "data.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    columns = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"}
+    if any("system" in r for r in rows):
+        columns["system"] = "system"
+    info = {name: {"file_name": "data.json", "formatting": "sharegpt", "ranking": True, "columns": columns}}
+    (out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return len(rows)
+
+
+def export_vlfeedback(prompts: list[Prompt], candidates: list, annotations: list) -> list[dict[str, Any]]:
+    """The VLFeedback release layout again (image as a path), from imported records: the inverse of
+    `import_vlfeedback`, used to check round trips and to hand data to tools that read that layout."""
+    by_prompt: dict[str, list] = {}
+    for candidate in candidates:
+        by_prompt.setdefault(candidate.prompt_id, []).append(candidate)
+    verdicts = {a.candidate_id: a for a in annotations}
+    rows = []
+    for prompt in prompts:
+        text = prompt.turns[0].text
+        if prompt.images and text.startswith(f"{IMAGE_TOKEN}\n"):
+            text = text[len(IMAGE_TOKEN) + 1 :]
+        completions = []
+        for candidate in by_prompt.get(prompt.id, []):
+            annotation = verdicts.get(candidate.id)
+            raw = json.loads(annotation.raw) if annotation is not None and annotation.raw else {}
+            completions.append({"model": candidate.model_id, "response": candidate.text, "annotations": raw})
+        rows.append({
+            "id": prompt.id,
+            "instruction": text,
+            "image": prompt.images[0] if prompt.images else None,
+            "models": [c["model"] for c in completions],
+            "completions": completions,
+        })
+    return rows

@@ -1,0 +1,270 @@
+"""Where records live: a dataset folder (JSONL + images) and its Hugging Face `datasets` form.
+
+    >>> from vlpref.data.store import write_records, read_records, save_hf, load_hf
+    >>> write_records("data/prompts", "prompts", prompts)          # records.jsonl + meta.json (+ images/)
+    >>> prompts = read_records("data/prompts")                      # validated, images checked on request
+    >>> save_hf("data/prompts", "data/prompts-arrow")               # Arrow, images embedded as image features
+    >>> load_hf("data/prompts-arrow", "data/prompts-again")         # back to a dataset folder
+
+A dataset folder is the working format of every pipeline stage:
+
+    root/
+      meta.json        {"kind": "prompts" | "candidates" | "annotations" | "pairs", "format": "vlpref-jsonl", ...}
+      records.jsonl    one record per line (the schema in vlpref.data.schema)
+      images/          the images the records name, by paths relative to root
+
+JSONL is appendable line by line, so a stage that crashes keeps every record it flushed. The HF form (`save_hf`) is
+self-contained: image bytes are embedded (`datasets.Image`), free-form dict fields (`meta`, `provenance`, scores,
+`aspects`) are JSON strings so that rows with different keys share one Arrow schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from vlpref.config import StrictModel
+from vlpref.data.images import load_image, resolve_image
+from vlpref.data.rejects import RejectLog
+from vlpref.data.schema import RECORD_TYPES
+from vlpref.errors import RecordError, VlprefError
+
+RECORDS_FILE = "records.jsonl"
+META_FILE = "meta.json"
+FORMAT = "vlpref-jsonl"
+IMAGE_FIELDS = ("images", "rejected_images")
+JSON_FIELDS = ("meta", "provenance", "chosen_scores", "rejected_scores", "aspects")
+
+
+def kind_of(record: StrictModel) -> str:
+    for kind, cls in RECORD_TYPES.items():
+        if isinstance(record, cls):
+            return kind
+    raise TypeError(f"not a vlpref record: {type(record).__name__}")
+
+
+def read_meta(root: str | Path) -> dict[str, Any]:
+    path = Path(root) / META_FILE
+    if not path.is_file():
+        raise VlprefError(f"{root}: not a vlpref dataset folder (no {META_FILE}); import the data first")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("kind") not in RECORD_TYPES:
+        raise VlprefError(f"{path}: unknown kind {meta.get('kind')!r}; expected one of {', '.join(RECORD_TYPES)}")
+    return meta
+
+
+class RecordWriter:
+    """Appends records to a dataset folder, one flushed line each (crash-safe: a line is written whole or not)."""
+
+    def __init__(self, root: str | Path, kind: str, append: bool = False, **meta: Any):
+        if kind not in RECORD_TYPES:
+            raise ValueError(f"unknown record kind {kind!r}")
+        self.root, self.kind = Path(root), kind
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / META_FILE).write_text(json.dumps({"kind": kind, "format": FORMAT, **meta}, indent=2) + "\n")
+        self._file = (self.root / RECORDS_FILE).open("a" if append else "w", encoding="utf-8")
+        self.count = 0
+
+    def write(self, record: StrictModel) -> None:
+        if kind_of(record) != self.kind:
+            raise TypeError(f"{self.root} holds {self.kind}, not {kind_of(record)}")
+        self._file.write(record.model_dump_json() + "\n")
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_records(root: str | Path, kind: str, records: Iterable[StrictModel], **meta: Any) -> int:
+    """Write all `records` to a dataset folder (replacing its records); returns the count."""
+    with RecordWriter(root, kind, **meta) as writer:
+        for record in records:
+            writer.write(record)
+        return writer.count
+
+
+def _field_of(error: ValidationError) -> str:
+    first = error.errors()[0]
+    return ".".join(str(p) for p in first["loc"]) or "(record)"
+
+
+def _reason_of(error: ValidationError) -> str:
+    return "; ".join(
+        ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+        + (f" ({'.'.join(map(str, e['loc']))})" if e["loc"] else "")
+        for e in error.errors()
+    )
+
+
+def check_images(root: str | Path, record: StrictModel, file: str | Path) -> None:
+    """Open every image a record names (RecordError if one is missing, corrupt or outside the root)."""
+    for name in IMAGE_FIELDS:
+        for i, relative in enumerate(getattr(record, name, None) or []):
+            load_image(root, relative, file=file, record_id=record.id if hasattr(record, "id") else None,
+                       field=f"{name}[{i}]")
+
+
+def iter_records(
+    root: str | Path, rejects: RejectLog | None = None, check_image_files: bool = False
+) -> Iterator[StrictModel]:
+    """Validated records of a dataset folder, in file order. Bad rows raise RecordError (file, line, id, field),
+    or are written to `rejects` when it is in skip mode."""
+    root = Path(root)
+    cls = RECORD_TYPES[read_meta(root)["kind"]]
+    path = root / RECORDS_FILE
+    rejects = rejects or RejectLog(None, on_error="raise")
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            record = None
+            with rejects.guard(row=line.rstrip("\n")):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise RecordError(f"not valid JSON: {error.msg} at column {error.colno}", file=path,
+                                      line=line_no) from None
+                record_id = row.get("id") if isinstance(row, dict) else None
+                if not isinstance(row, dict):
+                    raise RecordError(f"expected a JSON object, got {type(row).__name__}", file=path, line=line_no)
+                try:
+                    record = cls.model_validate(row)
+                except ValidationError as error:
+                    raise RecordError(_reason_of(error), file=path, line=line_no, record_id=record_id,
+                                      field=_field_of(error)) from None
+                if check_image_files:
+                    try:
+                        check_images(root, record, path)
+                    except RecordError as error:
+                        error.line = line_no
+                        raise RecordError(error.reason, file=path, line=line_no, record_id=error.record_id,
+                                          field=error.field) from None
+            if record is not None:
+                yield record
+
+
+def read_records(root: str | Path, rejects: RejectLog | None = None, check_image_files: bool = False) -> list:
+    return list(iter_records(root, rejects, check_image_files))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hugging Face datasets form
+
+
+def _hf_features(kind: str):
+    from datasets import Image, List
+
+    return {name: List(Image()) for name in IMAGE_FIELDS if name in RECORD_TYPES[kind].model_fields}
+
+
+def records_to_hf(records: list[StrictModel], root: str | Path, kind: str):
+    """An in-memory `datasets.Dataset` of `records`, with image bytes read from `root` and embedded."""
+    from datasets import Dataset
+
+    rows = []
+    for record in records:
+        row = record.model_dump(mode="json")
+        for name in IMAGE_FIELDS:
+            if row.get(name) is not None:
+                # The image feature keeps only a base name, so the relative paths get a column of their own.
+                row[f"{name}_paths"] = row[name]
+                row[name] = [{"bytes": resolve_image(root, p).read_bytes(), "path": p} for p in row[name]]
+        for name in JSON_FIELDS:
+            if name in row:
+                row[name] = json.dumps(row[name], ensure_ascii=False, sort_keys=True)
+        rows.append(row)
+    dataset = Dataset.from_list(rows)
+    for name, feature in _hf_features(kind).items():
+        dataset = dataset.cast_column(name, feature)
+    return dataset.add_column("_kind", [kind] * len(rows)) if rows else dataset
+
+
+def hf_to_records(dataset, out_root: str | Path, kind: str | None = None) -> list[StrictModel]:
+    """Records from a `datasets.Dataset` written by `records_to_hf`; image bytes go to `out_root` at their paths."""
+    from datasets import Image, List
+
+    out_root = Path(out_root)
+    if kind is None:
+        kinds = set(dataset["_kind"]) if "_kind" in dataset.column_names else set()
+        if len(kinds) != 1:
+            raise VlprefError("cannot tell the record kind of this dataset; pass it explicitly")
+        kind = kinds.pop()
+    cls = RECORD_TYPES[kind]
+    for name in IMAGE_FIELDS:
+        if name in dataset.column_names:
+            dataset = dataset.cast_column(name, List(Image(decode=False)))
+    records = []
+    for index, row in enumerate(dataset):
+        known_paths = {name: row.get(f"{name}_paths") or [] for name in IMAGE_FIELDS}
+        row = {k: v for k, v in row.items() if k in cls.model_fields}
+        for name in JSON_FIELDS:
+            if isinstance(row.get(name), str):
+                row[name] = json.loads(row[name])
+        for name in IMAGE_FIELDS:
+            if row.get(name) is None:
+                continue
+            paths = []
+            for i, image in enumerate(row[name]):
+                known = known_paths[name]
+                relative = known[i] if i < len(known) else f"images/{row.get('id', index)}_{name}_{i}.png"
+                target = resolve_image(out_root, relative)  # refuses paths that would leave out_root
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(image["bytes"])
+                paths.append(relative)
+            row[name] = paths
+        try:
+            records.append(cls.model_validate(row))
+        except ValidationError as error:
+            raise RecordError(_reason_of(error), record_id=row.get("id"), field=_field_of(error),
+                              file=f"row {index}") from None
+    return records
+
+
+def save_hf(root: str | Path, out: str | Path, fmt: str = "arrow") -> int:
+    """Convert a dataset folder to HF form: `arrow` (save_to_disk) or `parquet` (one file, out/data.parquet)."""
+    root, out = Path(root), Path(out)
+    kind = read_meta(root)["kind"]
+    dataset = records_to_hf(read_records(root), root, kind)
+    if fmt == "arrow":
+        dataset.save_to_disk(str(out))
+    elif fmt == "parquet":
+        out.mkdir(parents=True, exist_ok=True)
+        dataset.to_parquet(str(out / "data.parquet"))
+    else:
+        raise ValueError(f"unknown format {fmt!r}; use arrow or parquet")
+    return len(dataset)
+
+
+def open_hf(path: str | Path, split: str = "train"):
+    """A `datasets.Dataset` from a save_to_disk folder, a parquet/json(l) file or folder, or a hub id."""
+    import datasets
+
+    path = Path(path)
+    if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+        loaded = datasets.load_from_disk(str(path))
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".json", ".jsonl"))
+    if files:
+        builder = "parquet" if files[0].suffix == ".parquet" else "json"
+        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+    if path.exists():
+        raise VlprefError(f"{path}: no dataset found (expected save_to_disk output, parquet or json files)")
+    return datasets.load_dataset(str(path), split=split)  # a hub id: needs network or a warm HF cache
+
+
+def load_hf(path: str | Path, out_root: str | Path, kind: str | None = None) -> int:
+    """Convert HF form back to a dataset folder at `out_root`; returns the count."""
+    records = hf_to_records(open_hf(path), out_root, kind)
+    kind = kind or kind_of(records[0]) if records else kind
+    return write_records(out_root, kind, records)

@@ -1,0 +1,321 @@
+"""One layer over Hugging Face image-text-to-text models: build inputs, generate, score log-probs.
+
+    >>> from PIL import Image
+    >>> from vlpref.models.vlm import VLM, Chat
+    >>> from vlpref.data.schema import Turn, DecodingParams
+    >>> vlm = VLM.load("llava-hf/llava-1.5-7b-hf", dtype="bfloat16", device="cuda")   # or a local folder
+    >>> chat = Chat(turns=[Turn(role="user", text="<image>\\nWhat is shown?")], images=[Image.open("cat.png")])
+    >>> out = vlm.generate([chat], [DecodingParams(temperature=0.7, seed=1)])
+    >>> vlm.logprobs([chat], [out[0].text])[0].sum()     # log π(response | image, prompt)
+
+Supported (and tested on tiny random-weight models): LLaVA-1.5, Qwen2-VL, Qwen2.5-VL, Idefics3 (SmolVLM) and
+Gemma3. Inputs always go through the processor's own chat template and image processor, so image-token expansion
+(576 tokens for LLaVA-1.5, dynamic grids for Qwen) is exactly what the model was trained with.
+
+Two padding sides, on purpose:
+- generation pads on the left, so every row's next token sits at the last position;
+- scoring pads on the right, so each real token keeps the positions it has in an unpadded forward pass (causal
+  attention never looks at the padding after it) and log-probs equal the single-example computation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from vlpref.data.schema import IMAGE_TOKEN, DecodingParams, Turn, count_image_tokens
+from vlpref.errors import UnsupportedModelError
+from vlpref.numerics.logprobs import IGNORE, token_logprobs
+
+# model_type values whose processors and forward passes this layer is tested on.
+SUPPORTED_MODEL_TYPES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "gemma3")
+
+# Per-token tensors a processor may return besides input_ids/attention_mask; extended with zeros for response tokens
+# (Gemma3 marks image tokens in token_type_ids, Qwen-VL in mm_token_type_ids; response tokens are text = 0).
+TOKEN_ALIGNED_KEYS = ("token_type_ids", "mm_token_type_ids")
+
+
+@dataclass
+class Chat:
+    """A conversation to answer or score: turns with `<image>` placeholders and the images, in order."""
+
+    turns: list[Turn]
+    images: list[Image.Image] = field(default_factory=list)
+
+    def __post_init__(self):
+        found = count_image_tokens(self.turns)
+        if found != len(self.images):
+            raise ValueError(f"chat has {found} {IMAGE_TOKEN} placeholder(s) but {len(self.images)} image(s)")
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end-of-turn token) or "length" (max_new_tokens reached)
+
+
+def to_messages(turns: list[Turn]) -> list[dict[str, Any]]:
+    """Our turns -> HF chat messages with content blocks; `<image>` becomes {"type": "image"} in place."""
+    messages = []
+    for turn in turns:
+        blocks: list[dict[str, Any]] = []
+        pieces = turn.text.split(IMAGE_TOKEN)
+        for i, piece in enumerate(pieces):
+            if i > 0:
+                blocks.append({"type": "image"})
+            if piece.strip():
+                blocks.append({"type": "text", "text": piece.strip()})
+        messages.append({"role": turn.role, "content": blocks})
+    return messages
+
+
+def _torchvision_available() -> bool:
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def without_video(cls):
+    """`cls` (a processor class) minus its video processor, under the same class name.
+
+    transformers' video processors import torchvision, and Qwen2-VL's and SmolVLM's processors require one even for
+    image-only use. vlpref never passes videos, so on machines without torchvision (every CPU-only box here) the
+    processor is built without it instead of failing. The class name is kept so that `save_pretrained` writes the
+    real `processor_class`, which machines with torchvision load as usual.
+    """
+    attributes = [a for a in cls.get_attributes() if a != "video_processor"]
+    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda c: attributes)})
+
+
+def load_processor(name_or_path: str, **kwargs):
+    """AutoProcessor; where it fails for want of torchvision's video processor, the processor rebuilt without it."""
+    try:
+        return AutoProcessor.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ImportError, AttributeError, TypeError, ValueError) as error:
+        if _torchvision_available():
+            raise
+        failure = error
+    from transformers.models.auto.processing_auto import processor_class_from_name
+    from transformers.utils import cached_file
+
+    with open(cached_file(name_or_path, "processor_config.json", **kwargs), encoding="utf-8") as f:
+        config = json.load(f)
+    cls = processor_class_from_name(config.get("processor_class", ""))
+    if cls is None or "video_processor" not in cls.get_attributes():
+        raise failure
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    extra = {k: v for k, v in config.items() if k not in ("processor_class", "image_processor", "video_processor")}
+    return without_video(cls)(
+        image_processor=AutoImageProcessor.from_pretrained(name_or_path, **kwargs),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+        **extra,
+    )
+
+
+class PerRowSampler(LogitsProcessor):
+    """Samples each row's next token with that row's own settings and random generator.
+
+    HF's `generate` samples the whole batch from the global RNG, so a request's output would depend on what else is
+    in its batch. Here each row keeps its own `torch.Generator` seeded from the request, and the chosen token is
+    returned as the only finite score, so `generate(do_sample=False)` emits exactly it. The temperature, top-k and
+    top-p steps reuse transformers' warpers, applied row by row.
+    """
+
+    def __init__(self, params: list[DecodingParams], device: torch.device):
+        self.params = params
+        self.generators = []
+        for p in params:
+            g = torch.Generator(device=device)
+            g.manual_seed(p.seed if p.seed is not None else torch.seed())
+            self.generators.append(g)
+        self.warpers = [
+            [
+                *([TopKLogitsWarper(p.top_k)] if p.top_k > 0 else []),
+                *([TopPLogitsWarper(p.top_p)] if p.top_p < 1.0 else []),
+            ]
+            for p in params
+        ]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        # scores: (B, V) next-token logits for the B rows of this batch.
+        chosen = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
+        for row, (p, generator, warpers) in enumerate(zip(self.params, self.generators, self.warpers)):
+            logits = scores[row : row + 1].float()  # (1, V)
+            if p.temperature == 0.0:
+                chosen[row] = logits.argmax(dim=-1)[0]
+                continue
+            logits = logits / p.temperature
+            for warp in warpers:
+                logits = warp(input_ids[row : row + 1], logits)
+            probs = torch.softmax(logits, dim=-1)
+            chosen[row] = torch.multinomial(probs[0], 1, generator=generator)[0]
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, chosen.unsqueeze(1), 0.0)
+        return out
+
+
+class VLM:
+    """A Hugging Face image-text-to-text model with its processor."""
+
+    def __init__(self, model, processor, name: str = "model"):
+        model_type = model.config.model_type
+        if model_type not in SUPPORTED_MODEL_TYPES:
+            raise UnsupportedModelError(
+                f"{name}: architecture {model_type!r} is not supported; vlpref supports "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        self.model, self.processor, self.name = model, processor, name
+        self.tokenizer = processor.tokenizer
+        if self.tokenizer.pad_token_id is None:  # some checkpoints ship without one; padding is masked anyway
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.eos_token_id = self.tokenizer.eos_token_id
+
+    @classmethod
+    def load(cls, name_or_path: str, dtype: str = "float32", device: str | None = None, **kwargs) -> VLM:
+        """Load by hub id or local path through `AutoModelForImageTextToText` + `AutoProcessor`."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise UnsupportedModelError(
+                f"{name_or_path}: architecture {config.model_type!r} is not supported; vlpref supports "
+                f"{', '.join(SUPPORTED_MODEL_TYPES)}"
+            )
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **kwargs)
+        if device is not None:
+            model = model.to(device)
+        return cls(model.eval(), load_processor(name_or_path, **kwargs), name=str(name_or_path))
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def prompt_text(self, turns: list[Turn], add_generation_prompt: bool = True) -> str:
+        """The chat-template rendering of `turns`, image placeholders still unexpanded."""
+        return self.processor.apply_chat_template(
+            to_messages(turns), add_generation_prompt=add_generation_prompt, tokenize=False
+        )
+
+    def encode(self, chats: list[Chat], padding_side: str = "left") -> dict[str, torch.Tensor]:
+        """Processor outputs for a batch of prompts (input_ids (B, T), attention_mask, pixel tensors …)."""
+        texts = [self.prompt_text(c.turns) for c in chats]
+        images = [list(c.images) for c in chats]
+        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+        if any(images):
+            kwargs["images"] = images
+        self.tokenizer.padding_side = padding_side
+        batch = self.processor(**kwargs)
+        return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    @torch.no_grad()
+    def generate(
+        self, chats: list[Chat], params: list[DecodingParams] | DecodingParams, batch_size: int = 8
+    ) -> list[Generation]:
+        """Answer each chat. A request with a seed gives the same text whatever else is in its batch."""
+        if isinstance(params, DecodingParams):
+            params = [params] * len(chats)
+        if len(params) != len(chats):
+            raise ValueError(f"{len(chats)} chats but {len(params)} decoding settings")
+        results: list[Generation] = []
+        for start in range(0, len(chats), batch_size):
+            batch_chats, batch_params = chats[start : start + batch_size], params[start : start + batch_size]
+            inputs = self.encode(batch_chats, padding_side="left")
+            prompt_len = inputs["input_ids"].shape[1]
+            # A clean config: decoding is exactly what `params` say, never the checkpoint's sampling defaults.
+            config = GenerationConfig(
+                max_new_tokens=max(p.max_new_tokens for p in batch_params),
+                do_sample=False,
+                eos_token_id=self.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                bos_token_id=self.tokenizer.bos_token_id,
+            )
+            sampler = PerRowSampler(batch_params, self.device)
+            out = self.model.generate(
+                **inputs, generation_config=config, logits_processor=LogitsProcessorList([sampler])
+            )
+            for row, p in enumerate(batch_params):
+                tokens = out[row, prompt_len:].tolist()[: p.max_new_tokens]
+                if self.eos_token_id in tokens:
+                    tokens, reason = tokens[: tokens.index(self.eos_token_id)], "stop"
+                else:
+                    reason = "length"
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                results.append(Generation(text=text, token_ids=tokens, finish_reason=reason))
+        return results
+
+    def response_ids(self, response: str) -> list[int]:
+        """Token ids of a response as the model emits it: the text, then the end-of-turn token."""
+        return [*self.tokenizer(response, add_special_tokens=False)["input_ids"], self.eos_token_id]
+
+    def build_scoring_batch(self, chats: list[Chat], responses: list[str]) -> dict[str, torch.Tensor]:
+        """Prompt tokens (from the processor) + response tokens, right-padded; `labels` mark the response.
+
+        Response tokens are appended at the token level (as TRL does), so the prompt is tokenised exactly as for
+        generation. Returns the model inputs plus `labels` (B, T) with IGNORE on prompt, image and padding positions.
+        """
+        prompts = self.encode(chats, padding_side="right")
+        mask = prompts["attention_mask"].bool()  # (B, Tp)
+        rows = []
+        for b, response in enumerate(responses):
+            n = int(mask[b].sum())  # right padding: the prompt is the first n positions
+            rows.append((prompts["input_ids"][b, :n], torch.tensor(self.response_ids(response), device=self.device)))
+        width = max(len(p) + len(r) for p, r in rows)
+        batch = len(rows)
+        input_ids = torch.full((batch, width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        attention = torch.zeros((batch, width), dtype=torch.long, device=self.device)
+        labels = torch.full((batch, width), IGNORE, dtype=torch.long, device=self.device)
+        extra = {k: torch.zeros((batch, width), dtype=prompts[k].dtype, device=self.device)
+                 for k in TOKEN_ALIGNED_KEYS if k in prompts}
+        for b, (prompt, response) in enumerate(rows):
+            n, m = len(prompt), len(response)
+            input_ids[b, :n], input_ids[b, n : n + m] = prompt, response
+            attention[b, : n + m] = 1
+            labels[b, n : n + m] = response
+            for k in extra:
+                extra[k][b, :n] = prompts[k][b, :n]
+        other = {k: v for k, v in prompts.items() if k not in ("input_ids", "attention_mask", *TOKEN_ALIGNED_KEYS)}
+        return {"input_ids": input_ids, "attention_mask": attention, **extra, **other, "labels": labels}
+
+    def forward_logprobs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-token log-probs (B, T) of `batch["labels"]`, 0 where IGNORE. Differentiable (no no_grad here)."""
+        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        # Only positions from the earliest response start onward are scored, so ask the model for just those logits:
+        # with LLaVA's 576 image tokens the prompt is most of the sequence, and (T, V) logits dominate memory.
+        first = int((labels != IGNORE).float().argmax(dim=1).min())
+        keep = labels.shape[1] - first + 1
+        logits = self.model(**inputs, logits_to_keep=keep).logits  # (B, keep, V)
+        scored = token_logprobs(logits, labels[:, -keep:])  # (B, keep)
+        return torch.cat([scored.new_zeros(labels.shape[0], labels.shape[1] - keep), scored], dim=1)
+
+    @torch.no_grad()
+    def logprobs(self, chats: list[Chat], responses: list[str], batch_size: int = 8) -> list[torch.Tensor]:
+        """Per-token log-probs of each response (its tokens + end-of-turn) given its chat: a list of 1-D tensors."""
+        if len(chats) != len(responses):
+            raise ValueError(f"{len(chats)} chats but {len(responses)} responses")
+        out: list[torch.Tensor] = []
+        for start in range(0, len(chats), batch_size):
+            batch = self.build_scoring_batch(chats[start : start + batch_size], responses[start : start + batch_size])
+            per_token = self.forward_logprobs(batch)
+            scored = batch["labels"] != IGNORE
+            out.extend(per_token[b][scored[b]].cpu() for b in range(per_token.shape[0]))
+        return out
