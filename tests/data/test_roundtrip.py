@@ -133,7 +133,7 @@ def test_vlfeedback_to_dataset_and_back(vlfeedback_json, tmp_path):
     # ...and back to the release layout: equal apart from where the image now lives.
     exported = export_vlfeedback(prompts, candidates, annotations)
     original = vlfeedback_rows()
-    for got, want in zip(exported, original):
+    for got, want in zip(exported, original, strict=True):
         assert same_pixels(tmp_path / "vlf" / got.pop("image"), image_root / want.pop("image"))
         want["instruction"] = want["instruction"].removeprefix("<image>\n")
         assert got == want

@@ -38,7 +38,7 @@ def test_logprobs_equal_plain_forward(vlm, images):
     """The layer's batched, right-padded, logits_to_keep scoring equals log_softmax of one unpadded forward pass."""
     batch_chats = chats(images)
     got = vlm.logprobs(batch_chats, RESPONSES, batch_size=3)
-    for chat, response, per_token in zip(batch_chats, RESPONSES, got):
+    for chat, response, per_token in zip(batch_chats, RESPONSES, got, strict=True):
         single = vlm.build_scoring_batch([chat], [response])
         labels = single.pop("labels")[0]
         with torch.no_grad():
@@ -76,7 +76,7 @@ def test_seeded_generation_is_reproducible_and_batch_independent(vlm, images):
 def test_greedy_and_max_new_tokens(vlm, images):
     params = [DecodingParams(temperature=0.0, max_new_tokens=n) for n in (3, 6)]
     out = vlm.generate(chats(images)[:2], params, batch_size=2)
-    for g, p in zip(out, params):
+    for g, p in zip(out, params, strict=True):
         assert len(g.token_ids) <= p.max_new_tokens
         assert g.finish_reason in ("stop", "length")
         assert (g.finish_reason == "length") == (len(g.token_ids) == p.max_new_tokens)

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vlpref.data.images import place_image, resolve_image
+from vlpref.data.images import place_image, read_image_bytes, resolve_image
 from vlpref.data.rejects import RejectLog
 from vlpref.data.schema import IMAGE_TOKEN, PreferencePair, Prompt, Turn
 from vlpref.data.store import RECORDS_FILE, read_meta, read_records
@@ -48,8 +48,9 @@ def trl_messages(turns: list[Turn]) -> list[dict[str, Any]]:
     return [{"role": t.role, "content": content_blocks(t.text)} for t in turns]
 
 
-def _image_cells(root: Path, paths: list[str]) -> list[dict[str, Any]]:
-    return [{"bytes": resolve_image(root, p).read_bytes(), "path": p} for p in paths]
+def _image_cells(root: Path, record, source: Path) -> list[dict[str, Any]]:
+    return [{"bytes": read_image_bytes(root, p, file=source, record_id=record.id, field=f"images[{i}]"), "path": p}
+            for i, p in enumerate(record.images)]
 
 
 def _check_single_image_list(pair: PreferencePair, source: Path, target: str) -> None:
@@ -77,7 +78,7 @@ def export_trl(root: str | Path, out: str | Path, fmt: str = "arrow", rejects: R
                     "prompt": trl_messages(record.turns),
                     "chosen": trl_messages([Turn(role="assistant", text=record.chosen)]),
                     "rejected": trl_messages([Turn(role="assistant", text=record.rejected)]),
-                    "images": _image_cells(root, record.images),
+                    "images": _image_cells(root, record, source),
                     "image_paths": record.images,
                     "strategy": record.strategy,
                     "chosen_scores": json.dumps(record.chosen_scores, sort_keys=True),
@@ -88,7 +89,7 @@ def export_trl(root: str | Path, out: str | Path, fmt: str = "arrow", rejects: R
                 rows.append({
                     "id": record.id,
                     "messages": trl_messages(record.turns),
-                    "images": _image_cells(root, record.images),
+                    "images": _image_cells(root, record, source),
                     "image_paths": record.images,
                     "source": record.source,
                     "meta": json.dumps(record.meta, sort_keys=True),

@@ -48,6 +48,14 @@ def load_image(root: str | Path, relative: str, *, file: str | Path, record_id: 
         raise RecordError(f"cannot read image {path}: {error}", file=file, record_id=record_id, field=field) from None
 
 
+def read_image_bytes(root: str | Path, relative: str, *, file: str | Path, record_id: str | None, field: str) -> bytes:
+    """The raw bytes of an image file under `root` (for embedding), or RecordError naming the record."""
+    try:
+        return resolve_image(root, relative).read_bytes()
+    except (ValueError, OSError) as error:
+        raise RecordError(f"cannot read image: {error}", file=file, record_id=record_id, field=field) from None
+
+
 def place_image(source: Path, out_root: Path, relative: str) -> str:
     """Put `source` at `out_root/relative` (hard link when possible, else copy) and return `relative`.
 

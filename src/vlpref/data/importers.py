@@ -135,9 +135,10 @@ def import_llava(
                                   field="conversations")
             turns = []
             for i, message in enumerate(conversations):
-                role = LLAVA_ROLES.get(message.get("from")) if isinstance(message, dict) else None
+                speaker = message.get("from") if isinstance(message, dict) else message
+                role = LLAVA_ROLES.get(speaker) if isinstance(speaker, str) else None
                 if role is None:
-                    raise RecordError(f"unknown speaker {message.get('from') if isinstance(message, dict) else message!r}"
+                    raise RecordError(f"unknown speaker {speaker!r}"
                                       f"; expected one of {', '.join(LLAVA_ROLES)}", file=path, line=line_no,
                                       record_id=record_id, field=f"conversations[{i}].from")
                 if not isinstance(message.get("value"), str):

@@ -8,7 +8,7 @@
 Conventions, fixed here once:
 
 - A conversation is a list of `Turn`s (role + text). Images are marked in the text by the placeholder `<image>`, one
-  per image, in order (LLaVA's convention). The total count of placeholders equals `len(images)`; every record checks it.
+  per image, in order (LLaVA's convention). The count of placeholders equals `len(images)`; every record checks it.
 - Images are paths relative to the dataset root (the folder holding `records.jsonl`). They are resolved inside that
   root only (see `vlpref.data.images`). In the Hugging Face form they become an `images` list of image features.
 - A prompt's turns may end with an assistant turn: that is its reference answer (ground truth, SFT target).

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vlpref.config import StrictModel
-from vlpref.data.images import load_image, resolve_image
+from vlpref.data.images import load_image, place_image, read_image_bytes, resolve_image
 from vlpref.data.rejects import RejectLog
 from vlpref.data.schema import RECORD_TYPES
 from vlpref.errors import RecordError, VlprefError
@@ -60,10 +60,16 @@ def read_meta(root: str | Path) -> dict[str, Any]:
 class RecordWriter:
     """Appends records to a dataset folder, one flushed line each (crash-safe: a line is written whole or not)."""
 
-    def __init__(self, root: str | Path, kind: str, append: bool = False, **meta: Any):
+    def __init__(
+        self, root: str | Path, kind: str, append: bool = False, images_from: str | Path | None = None, **meta: Any
+    ):
+        """`images_from`: the root of the dataset the records' images live in now; each image a record names is
+        placed (hard-linked, else copied) at the same relative path under `root`, keeping the folder self-contained.
+        """
         if kind not in RECORD_TYPES:
             raise ValueError(f"unknown record kind {kind!r}")
         self.root, self.kind = Path(root), kind
+        self.images_from = Path(images_from) if images_from is not None else None
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / META_FILE).write_text(json.dumps({"kind": kind, "format": FORMAT, **meta}, indent=2) + "\n")
         self._file = (self.root / RECORDS_FILE).open("a" if append else "w", encoding="utf-8")
@@ -72,6 +78,10 @@ class RecordWriter:
     def write(self, record: StrictModel) -> None:
         if kind_of(record) != self.kind:
             raise TypeError(f"{self.root} holds {self.kind}, not {kind_of(record)}")
+        if self.images_from is not None and self.images_from.resolve() != self.root.resolve():
+            for name in IMAGE_FIELDS:
+                for relative in getattr(record, name, None) or []:
+                    place_image(resolve_image(self.images_from, relative), self.root, relative)
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         self.count += 1
@@ -86,9 +96,11 @@ class RecordWriter:
         self.close()
 
 
-def write_records(root: str | Path, kind: str, records: Iterable[StrictModel], **meta: Any) -> int:
-    """Write all `records` to a dataset folder (replacing its records); returns the count."""
-    with RecordWriter(root, kind, **meta) as writer:
+def write_records(
+    root: str | Path, kind: str, records: Iterable[StrictModel], images_from: str | Path | None = None, **meta: Any
+) -> int:
+    """Write all `records` to a dataset folder (replacing its records); returns the count. See RecordWriter."""
+    with RecordWriter(root, kind, images_from=images_from, **meta) as writer:
         for record in records:
             writer.write(record)
         return writer.count
@@ -139,17 +151,17 @@ def iter_records(
                 if not isinstance(row, dict):
                     raise RecordError(f"expected a JSON object, got {type(row).__name__}", file=path, line=line_no)
                 try:
-                    record = cls.model_validate(row)
+                    parsed = cls.model_validate(row)
                 except ValidationError as error:
                     raise RecordError(_reason_of(error), file=path, line=line_no, record_id=record_id,
                                       field=_field_of(error)) from None
                 if check_image_files:
                     try:
-                        check_images(root, record, path)
+                        check_images(root, parsed, path)
                     except RecordError as error:
-                        error.line = line_no
                         raise RecordError(error.reason, file=path, line=line_no, record_id=error.record_id,
                                           field=error.field) from None
+                record = parsed  # only a record that passed every check is yielded
             if record is not None:
                 yield record
 
@@ -179,7 +191,11 @@ def records_to_hf(records: list[StrictModel], root: str | Path, kind: str):
             if row.get(name) is not None:
                 # The image feature keeps only a base name, so the relative paths get a column of their own.
                 row[f"{name}_paths"] = row[name]
-                row[name] = [{"bytes": resolve_image(root, p).read_bytes(), "path": p} for p in row[name]]
+                row[name] = [
+                    {"bytes": read_image_bytes(root, p, file=root / RECORDS_FILE, record_id=row.get("id"),
+                                               field=f"{name}[{i}]"), "path": p}
+                    for i, p in enumerate(row[name])
+                ]
         for name in JSON_FIELDS:
             if name in row:
                 row[name] = json.dumps(row[name], ensure_ascii=False, sort_keys=True)
@@ -251,10 +267,11 @@ def open_hf(path: str | Path, split: str = "train"):
     import datasets
 
     path = Path(path)
-    if (path / "dataset_info.json").is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+    if any((path / name).is_file() for name in ("dataset_info.json", "state.json", "dataset_dict.json")):
         loaded = datasets.load_from_disk(str(path))
         return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".json", ".jsonl"))
+    suffixes = (".parquet", ".json", ".jsonl")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in suffixes)
     if files:
         builder = "parquet" if files[0].suffix == ".parquet" else "json"
         return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")

@@ -158,7 +158,7 @@ class PerRowSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         # scores: (B, V) next-token logits for the B rows of this batch.
         chosen = torch.empty(scores.shape[0], dtype=torch.long, device=scores.device)
-        for row, (p, generator, warpers) in enumerate(zip(self.params, self.generators, self.warpers)):
+        for row, (p, generator, warpers) in enumerate(zip(self.params, self.generators, self.warpers, strict=True)):
             logits = scores[row : row + 1].float()  # (1, V)
             if p.temperature == 0.0:
                 chosen[row] = logits.argmax(dim=-1)[0]

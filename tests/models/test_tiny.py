@@ -1,0 +1,49 @@
+"""Tiny models save and reload through the Auto classes, offline, and are deterministic in their seed."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText
+
+from vlpref.models.tiny import ARCHITECTURES, build_tiny
+from vlpref.models.vlm import load_processor
+
+EXPECTED_CLASS = {
+    "llava": "LlavaForConditionalGeneration",
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "idefics3": "Idefics3ForConditionalGeneration",
+    "gemma3": "Gemma3ForConditionalGeneration",
+}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_reload_through_auto_classes(arch, tiny_dirs):
+    folder = Path(tiny_dirs[arch])
+    assert AutoConfig.from_pretrained(folder).model_type == arch
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    assert type(model).__name__ == EXPECTED_CLASS[arch]
+    original, _ = build_tiny(arch)
+    for (name, a), (_, b) in zip(original.state_dict().items(), model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    processor = load_processor(str(folder))
+    assert processor.tokenizer.eos_token_id == model.generation_config.eos_token_id
+    # the saved processor names the real class, so machines with torchvision load it with AutoProcessor as is
+    assert json.loads((folder / "processor_config.json").read_text())["processor_class"].endswith("Processor")
+    assert sum(p.numel() for p in model.parameters()) < 2_000_000
+
+
+def test_seed_controls_weights():
+    a, _ = build_tiny("llava", seed=1)
+    b, _ = build_tiny("llava", seed=1)
+    c, _ = build_tiny("llava", seed=2)
+    weight = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(a.state_dict()[weight], b.state_dict()[weight])
+    assert not torch.equal(a.state_dict()[weight], c.state_dict()[weight])
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="unknown tiny architecture 'mllama'"):
+        build_tiny("mllama")

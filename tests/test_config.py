@@ -1,0 +1,56 @@
+"""Typed configs: unknown keys fail naming the key and the nearest valid one; every shipped recipe loads."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlpref.config import StrictModel, load_yaml, parse
+from vlpref.demo import DemoConfig
+from vlpref.errors import ConfigError
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+# recipe name (its `recipe:` key) -> the schema that runs it; grows as recipes are added.
+SCHEMAS = {"foundation-demo": DemoConfig}
+
+
+def test_unknown_key_names_nearest_valid_key(tmp_path):
+    path = tmp_path / "demo.yaml"
+    path.write_text("recipe: foundation-demo\nsamples_per_promt: 3\n")
+    with pytest.raises(ConfigError, match=r"demo\.yaml: unknown key 'samples_per_promt'; did you mean "
+                                          r"'samples_per_prompt'\?"):
+        load_yaml(DemoConfig, path)
+
+
+def test_unknown_nested_key_and_bad_value():
+    with pytest.raises(ConfigError) as info:
+        parse(DemoConfig, {"decoding": {"temprature": 0.7}, "prompts": 0}, source="cli")
+    message = str(info.value)
+    assert "cli: unknown key 'decoding.temprature'; did you mean 'decoding.temperature'?" in message
+    assert "cli: prompts: Input should be greater than or equal to 1" in message
+
+
+def test_unknown_key_without_near_match_lists_valid_keys():
+    class Small(StrictModel):
+        alpha: int = 1
+
+    with pytest.raises(ConfigError, match=r"unknown key 'zzz' \(valid keys: alpha\)"):
+        parse(Small, {"zzz": 1})
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("prompts: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_yaml(DemoConfig, path)
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.rglob("*.yaml")), ids=lambda p: str(p.relative_to(RECIPES)))
+def test_every_shipped_recipe_loads(path):
+    name = yaml.safe_load(path.read_text())["recipe"]
+    assert name in SCHEMAS, f"{path}: no schema registered for recipe {name!r}"
+    load_yaml(SCHEMAS[name], path)
+
+
+def test_recipes_exist():
+    assert list(RECIPES.rglob("*.yaml")), "the recipe test must not pass vacuously"
