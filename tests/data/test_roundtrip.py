@@ -137,3 +137,22 @@ def test_vlfeedback_to_dataset_and_back(vlfeedback_json, tmp_path):
         assert same_pixels(tmp_path / "vlf" / got.pop("image"), image_root / want.pop("image"))
         want["instruction"] = want["instruction"].removeprefix("<image>\n")
         assert got == want
+
+
+def test_import_any_hf_dataset_with_image_and_question_columns(tmp_path):
+    import datasets
+
+    from vlpref.data.importers import import_hf
+    from vlpref.errors import VlprefError
+
+    rows = {"qid": ["x1", "x2"], "img": [Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))],
+            "q": ["Is it red?", "<image>\nIs it blue?"], "a": ["yes", "yes"]}
+    datasets.Dataset.from_dict(rows).cast_column("img", datasets.Image()).save_to_disk(str(tmp_path / "hf"))
+    prompts = import_hf(tmp_path / "hf", tmp_path / "ds", image_column="img", question_column="q",
+                        answer_column="a", id_column="qid")
+    assert [p.id for p in prompts] == ["x1", "x2"]
+    assert prompts[0].turns == [Turn(role="user", text="<image>\nIs it red?"), Turn(role="assistant", text="yes")]
+    assert prompts[1].turns[0].text == "<image>\nIs it blue?"  # an existing placeholder is kept, not doubled
+    assert Image.open(tmp_path / "ds" / prompts[0].images[0]).getpixel((0, 0)) == (255, 0, 0)
+    with pytest.raises(VlprefError, match=r"no column 'question'; columns are qid, img, q, a"):
+        import_hf(tmp_path / "hf", tmp_path / "ds2", image_column="img")

@@ -80,3 +80,15 @@ def test_greedy_and_max_new_tokens(vlm, images):
         assert len(g.token_ids) <= p.max_new_tokens
         assert g.finish_reason in ("stop", "length")
         assert (g.finish_reason == "length") == (len(g.token_ids) == p.max_new_tokens)
+
+
+def test_mixed_batch_scores_like_each_chat_alone(vlm, images):
+    """Two-image, text-only and one-image chats in one batch: each scores as it does alone."""
+    mixed = [
+        Chat([Turn(role="user", text="<image> and <image> : compare them")], images[:2]),
+        Chat([Turn(role="user", text="Say hi.")], []),
+        Chat([Turn(role="system", text="Be brief."), Turn(role="user", text="<image> what?")], images[2:]),
+    ]
+    together = vlm.logprobs(mixed, RESPONSES, batch_size=3)
+    for chat, response, got in zip(mixed, RESPONSES, together, strict=True):
+        torch.testing.assert_close(got, vlm.logprobs([chat], [response])[0], rtol=1e-5, atol=1e-5)

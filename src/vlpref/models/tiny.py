@@ -26,8 +26,9 @@ from transformers import PreTrainedModel, ProcessorMixin
 from vlpref.models.tokenizer import BASE_WORDS, build_word_tokenizer
 from vlpref.models.vlm import without_video
 
-# The architectures the VLM layer supports and tests; `qwen2_5_vl` shares Qwen2-VL's processor.
-ARCHITECTURES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "gemma3")
+# The architectures (model_type values) the VLM layer supports and tests. qwen2_5_vl shares Qwen2-VL's processor;
+# smolvlm (SmolVLM2) is Idefics3's layout with a video-capable processor.
+ARCHITECTURES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "gemma3")
 
 TEMPLATE_WORDS = ["helpful", "you", "are"]
 
@@ -154,16 +155,27 @@ def _qwen(words: list[str], image_size: int, version: str) -> tuple[PreTrainedMo
     return model_cls(config), processor
 
 
-def _idefics3(words: list[str], image_size: int) -> tuple[PreTrainedModel, ProcessorMixin]:
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
-    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+def _idefics3(words: list[str], image_size: int, version: str) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Idefics3 (SmolVLM v1 checkpoints) or SmolVLM (SmolVLM2): the same layout, SmolVLM's processor adds video."""
+    import transformers as tf
 
+    if version == "idefics3":
+        from transformers.models.idefics3.image_processing_pil_idefics3 import (
+            Idefics3ImageProcessorPil as ImageProcessor,
+        )
+
+        config_cls, model_cls, proc_cls = tf.Idefics3Config, tf.Idefics3ForConditionalGeneration, tf.Idefics3Processor
+    else:
+        from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil as ImageProcessor
+
+        config_cls, model_cls = tf.SmolVLMConfig, tf.SmolVLMForConditionalGeneration
+        proc_cls = without_video(tf.SmolVLMProcessor)  # video processors need torchvision (see `without_video`)
     grid = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
-    specials = ["<|im_start|>", "<fake_token_around_image>", "<image>", "<global-img>", *grid]
+    specials = ["<|im_start|>", "<fake_token_around_image>", "<image>", "<global-img>", "<video>", *grid]
     tok = build_word_tokenizer(words, special_tokens=specials, eos_token="<end_of_utterance>",
                                chat_template=IDEFICS3_TEMPLATE)
     patch, scale = 8, 2
-    config = Idefics3Config(
+    config = config_cls(
         vision_config=dict(image_size=image_size, patch_size=patch, **VISION),
         text_config=dict(model_type="llama", **TEXT, **_text_ids(tok)),
         scale_factor=scale,
@@ -171,12 +183,12 @@ def _idefics3(words: list[str], image_size: int) -> tuple[PreTrainedModel, Proce
         pad_token_id=tok.pad_token_id,
     )
     # One global image, no splitting into tiles: (32/8)^2 / 2^2 = 4 image tokens.
-    image_processor = Idefics3ImageProcessorPil(
+    image_processor = ImageProcessor(
         do_image_splitting=False, size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size}
     )
-    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tok,
-                                  image_seq_len=(image_size // patch) ** 2 // scale**2, chat_template=IDEFICS3_TEMPLATE)
-    return Idefics3ForConditionalGeneration(config), processor
+    processor = proc_cls(image_processor=image_processor, tokenizer=tok,
+                         image_seq_len=(image_size // patch) ** 2 // scale**2, chat_template=IDEFICS3_TEMPLATE)
+    return model_cls(config), processor
 
 
 def _gemma3(words: list[str], image_size: int) -> tuple[PreTrainedModel, ProcessorMixin]:
@@ -206,7 +218,8 @@ BUILDERS: dict[str, Callable[[list[str], int], tuple[PreTrainedModel, ProcessorM
     "llava": _llava,
     "qwen2_vl": lambda words, size: _qwen(words, size, "qwen2_vl"),
     "qwen2_5_vl": lambda words, size: _qwen(words, size, "qwen2_5_vl"),
-    "idefics3": _idefics3,
+    "idefics3": lambda words, size: _idefics3(words, size, "idefics3"),
+    "smolvlm": lambda words, size: _idefics3(words, size, "smolvlm"),
     "gemma3": _gemma3,
 }
 

@@ -20,6 +20,7 @@ Two padding sides, on purpose:
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,13 @@ def without_video(cls):
     real `processor_class`, which machines with torchvision load as usual.
     """
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
-    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda c: attributes)})
+
+    @functools.wraps(cls.__init__)  # save_pretrained picks what to save from the __init__ signature
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("video_processor", None)  # some processors take it as a required argument
+        cls.__init__(self, *args, **kwargs)
+
+    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda c: attributes), "__init__": __init__})
 
 
 def load_processor(name_or_path: str, **kwargs):
@@ -210,9 +217,15 @@ class VLM:
         return self.model.device
 
     def prompt_text(self, turns: list[Turn], add_generation_prompt: bool = True) -> str:
-        """The chat-template rendering of `turns`, image placeholders still unexpanded."""
-        return self.processor.apply_chat_template(
-            to_messages(turns), add_generation_prompt=add_generation_prompt, tokenize=False
+        """The chat-template rendering of `turns`, image placeholders still unexpanded.
+
+        The processor's template is rendered by the tokenizer's Jinja renderer: for text this is what
+        `processor.apply_chat_template(tokenize=False)` does, minus the video defaults that SmolVLM's processor
+        reads from a video processor we do not load.
+        """
+        return self.tokenizer.apply_chat_template(
+            to_messages(turns), chat_template=self.processor.chat_template,
+            add_generation_prompt=add_generation_prompt, tokenize=False,
         )
 
     def encode(self, chats: list[Chat], padding_side: str = "left") -> dict[str, torch.Tensor]:
