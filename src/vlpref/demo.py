@@ -94,11 +94,15 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console) -> list[dict]:
         for p in prompts
     ]
     results, pairs = [], []
-    for arch in cfg.architectures:
-        model_dir = save_tiny(arch, out / "models" / arch, seed=cfg.seed)
+    for a, arch in enumerate(cfg.architectures):
+        # Each architecture gets its own weights and sampling seeds: Idefics3 and SmolVLM share a config, and
+        # near-uniform random logits map the same random draw to the same word, so shared seeds would print
+        # identical rows.
+        model_dir = save_tiny(arch, out / "models" / arch, seed=cfg.seed * 101 + a)
         vlm = VLM.load(str(model_dir))
         requests = [(i, k) for i in range(len(prompts)) for k in range(cfg.samples_per_prompt)]
-        params = [cfg.decoding.model_copy(update={"seed": cfg.seed * 1_000_003 + i * 1009 + k}) for i, k in requests]
+        params = [cfg.decoding.model_copy(update={"seed": cfg.seed * 1_000_003 + a * 100_003 + i * 1009 + k})
+                  for i, k in requests]
 
         start = time.perf_counter()
         generations = vlm.generate([chats[i] for i, _ in requests], params, batch_size=cfg.batch_size)
@@ -144,13 +148,15 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console) -> list[dict]:
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     table = Table(title="vlpref foundation demo: tiny random-weight models (word salad is expected)")
-    for column in ("architecture", "samples", "logp/token sample", "logp/token reference", "gen s", "score s",
-                   "first sample"):
-        table.add_column(column)
+    # Narrow headers so the table fits an 80-column terminal; the full figures are in results.json.
+    for column, width in (("arch", 10), ("n", 2), ("logp/tok", 8), ("logp/tok", 8), ("gen s", 5), ("score s", 7)):
+        table.add_column(column, no_wrap=True, min_width=width)
+    table.columns[2].header, table.columns[3].header = "logp/tok\nsample", "logp/tok\nreference"
+    table.add_column("first sample", no_wrap=True, overflow="ellipsis", max_width=16)
     for r in results:
         table.add_row(r["architecture"], str(r["samples"]), f"{r['sample_logp_per_token']:.3f}",
                       f"{r['reference_logp_per_token']:.3f}", f"{r['generate_seconds']:.2f}",
-                      f"{r['score_seconds']:.2f}", r["example"][:40])
+                      f"{r['score_seconds']:.2f}", r["example"])
     Console().print(table)
     console.print(f"{len(pairs)} pairs -> {out / 'pairs'}; exported {n_trl} to TRL and {n_lf} to LLaMA-Factory "
                   f"under {out / 'export'}; results in {out / 'results.json'}")
