@@ -27,7 +27,7 @@ from typing import Any
 from vlpref.data.images import place_image, read_image_bytes, resolve_image
 from vlpref.data.rejects import RejectLog
 from vlpref.data.schema import IMAGE_TOKEN, PreferencePair, Prompt, Turn
-from vlpref.data.store import RECORDS_FILE, read_meta, read_records
+from vlpref.data.store import RECORDS_FILE, check_hf_format, read_meta, read_records, write_hf
 from vlpref.errors import RecordError, VlprefError
 
 LF_ROLES = {"user": "human", "assistant": "gpt"}
@@ -63,6 +63,7 @@ def export_trl(root: str | Path, out: str | Path, fmt: str = "arrow", rejects: R
     """Export a dataset folder of pairs (or prompts) to TRL's vision format; returns the number of rows written."""
     from datasets import Dataset, Image, List
 
+    check_hf_format(fmt)
     root, out = Path(root), Path(out)
     kind = read_meta(root)["kind"]
     source = root / RECORDS_FILE
@@ -99,13 +100,7 @@ def export_trl(root: str | Path, out: str | Path, fmt: str = "arrow", rejects: R
     dataset = Dataset.from_list(rows)
     if rows:
         dataset = dataset.cast_column("images", List(Image()))
-    if fmt == "arrow":
-        dataset.save_to_disk(str(out))
-    elif fmt == "parquet":
-        out.mkdir(parents=True, exist_ok=True)
-        dataset.to_parquet(str(out / "data.parquet"))
-    else:
-        raise ValueError(f"unknown format {fmt!r}; use arrow or parquet")
+    write_hf(dataset, out, fmt)
     return len(rows)
 
 

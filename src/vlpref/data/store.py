@@ -247,18 +247,31 @@ def hf_to_records(dataset, out_root: str | Path, kind: str | None = None) -> lis
     return records
 
 
-def save_hf(root: str | Path, out: str | Path, fmt: str = "arrow") -> int:
-    """Convert a dataset folder to HF form: `arrow` (save_to_disk) or `parquet` (one file, out/data.parquet)."""
-    root, out = Path(root), Path(out)
-    kind = read_meta(root)["kind"]
-    dataset = records_to_hf(read_records(root), root, kind)
+HF_FORMATS = ("arrow", "parquet")
+
+
+def check_hf_format(fmt: str) -> None:
+    if fmt not in HF_FORMATS:
+        raise VlprefError(f"unknown format {fmt!r}; use {' or '.join(HF_FORMATS)}")
+
+
+def write_hf(dataset, out: str | Path, fmt: str) -> None:
+    """Write a `datasets.Dataset`: `arrow` (save_to_disk folder) or `parquet` (one file, out/data.parquet)."""
+    check_hf_format(fmt)
+    out = Path(out)
     if fmt == "arrow":
         dataset.save_to_disk(str(out))
-    elif fmt == "parquet":
+    else:
         out.mkdir(parents=True, exist_ok=True)
         dataset.to_parquet(str(out / "data.parquet"))
-    else:
-        raise ValueError(f"unknown format {fmt!r}; use arrow or parquet")
+
+
+def save_hf(root: str | Path, out: str | Path, fmt: str = "arrow") -> int:
+    """Convert a dataset folder to HF form (see `write_hf`); returns the count."""
+    check_hf_format(fmt)
+    root = Path(root)
+    dataset = records_to_hf(read_records(root), root, read_meta(root)["kind"])
+    write_hf(dataset, out, fmt)
     return len(dataset)
 
 
