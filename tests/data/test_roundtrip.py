@@ -156,3 +156,29 @@ def test_import_any_hf_dataset_with_image_and_question_columns(tmp_path):
     assert Image.open(tmp_path / "ds" / prompts[0].images[0]).getpixel((0, 0)) == (255, 0, 0)
     with pytest.raises(VlprefError, match=r"no column 'question'; columns are qid, img, q, a"):
         import_hf(tmp_path / "hf", tmp_path / "ds2", image_column="img")
+
+
+@pytest.mark.parametrize("legacy_sequence", [False, True], ids=["list-of-structs", "sequence-of-struct"])
+def test_vlfeedback_release_as_hf_dataset_with_embedded_images(tmp_path, legacy_sequence):
+    """The hub release is parquet with an embedded image; `completions` may come back as a list of dicts or, for a
+    legacy `Sequence` feature, as a dict of lists. Both import the same."""
+    import datasets
+
+    rows = vlfeedback_rows()
+    for r in rows:
+        r["image"] = Image.new("RGB", (8, 8), (0, 200, 0))
+        if legacy_sequence:  # a Sequence of structs is stored (and read back) as a dict of lists
+            r["completions"] = {k: [c[k] for c in r["completions"]] for k in ("model", "response", "annotations")}
+    verdict = {a: {"Rating": datasets.Value("string"), "Rationale": datasets.Value("string")}
+               for a in ("Helpfulness", "Ethical Considerations", "Visual Faithfulness")}
+    completion = {"model": datasets.Value("string"), "response": datasets.Value("string"), "annotations": verdict}
+    features = datasets.Features({
+        "id": datasets.Value("string"), "instruction": datasets.Value("string"), "image": datasets.Image(),
+        "models": datasets.List(datasets.Value("string")),
+        "completions": datasets.Sequence(completion) if legacy_sequence else datasets.List(completion),
+    })
+    datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp_path / "vlf.parquet"))
+    prompts, candidates, annotations = import_vlfeedback(tmp_path / "vlf.parquet", tmp_path / "out")
+    assert [p.id for p in prompts] == ["v1", "v2"] and len(candidates) == 6
+    assert annotations[1].aspects["Visual Faithfulness"].score == 1.0 and candidates[1].text == "A cat."
+    assert Image.open(tmp_path / "out" / prompts[0].images[0]).getpixel((0, 0)) == (0, 200, 0)

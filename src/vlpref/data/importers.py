@@ -162,6 +162,15 @@ def import_llava(
 # VLFeedback release
 
 
+def _list_of_dicts(value: Any) -> Any:
+    """A list of structs as `datasets` may return it: a list of dicts, or (legacy `Sequence` features) a dict of
+    equal-length lists. Anything else is returned unchanged for the caller to reject."""
+    if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+        length = len(next(iter(value.values())))
+        return [{k: v[i] for k, v in value.items()} for i in range(length)]
+    return value
+
+
 def _rating(value: Any) -> float | None:
     try:
         return float(value)
@@ -211,7 +220,7 @@ def import_vlfeedback(
             prompt = _validated(Prompt, {"id": record_id, "images": images, "turns": [{"role": "user", "text": text}],
                                          "source": "vlfeedback"}, file=path, line=None, record_id=record_id)
             row_candidates, row_annotations = [], []
-            for i, completion in enumerate(row["completions"]):
+            for i, completion in enumerate(_list_of_dicts(row["completions"])):
                 where = f"completions[{i}]"
                 if not isinstance(completion, dict) or "response" not in completion:
                     raise RecordError("expected {model, response, annotations}", file=path, record_id=record_id,

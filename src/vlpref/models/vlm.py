@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,11 +41,13 @@ from transformers import (
 )
 
 from vlpref.data.schema import IMAGE_TOKEN, DecodingParams, Turn, count_image_tokens
-from vlpref.errors import UnsupportedModelError
+from vlpref.errors import UnsupportedModelError, VlprefError
 from vlpref.numerics.logprobs import IGNORE, token_logprobs
 
 # model_type values whose processors and forward passes this layer is tested on.
 SUPPORTED_MODEL_TYPES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "gemma3")
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 # Per-token tensors a processor may return besides input_ids/attention_mask; extended with zeros for response tokens
 # (Gemma3 marks image tokens in token_type_ids, Qwen-VL in mm_token_type_ids; response tokens are text = 0).
@@ -152,7 +155,8 @@ class PerRowSampler(LogitsProcessor):
         self.generators = []
         for p in params:
             g = torch.Generator(device=device)
-            g.manual_seed(p.seed if p.seed is not None else torch.seed())
+            # An unseeded request draws fresh OS entropy; torch.seed() would also reseed the global RNG.
+            g.manual_seed(p.seed if p.seed is not None else secrets.randbits(63))
             self.generators.append(g)
         self.warpers = [
             [
@@ -201,6 +205,8 @@ class VLM:
         """Load by hub id or local path through `AutoModelForImageTextToText` + `AutoProcessor`."""
         from transformers import AutoConfig
 
+        if dtype not in DTYPES:
+            raise VlprefError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise UnsupportedModelError(
