@@ -31,7 +31,6 @@ from rich.table import Table
 
 from vlpref.config import StrictModel
 from vlpref.data.exporters import export_llamafactory, export_trl
-from vlpref.data.images import load_image
 from vlpref.data.importers import import_llava
 from vlpref.data.schema import Candidate, DecodingParams, PreferencePair
 from vlpref.data.store import RecordWriter, write_records
@@ -88,11 +87,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console) -> list[dict]:
     write_records(out / "prompts", "prompts", prompts)
     console.print(f"imported {len(prompts)} prompts from {source}")
 
-    chats = [
-        Chat(p.query, [load_image(out / "prompts", im, file=source, record_id=p.id, field="images")
-                       for im in p.images])
-        for p in prompts
-    ]
+    chats = [Chat.from_prompt(p, out / "prompts") for p in prompts]
     results, pairs = [], []
     for a, arch in enumerate(cfg.architectures):
         # Each architecture gets its own weights and sampling seeds: Idefics3 and SmolVLM share a config, and

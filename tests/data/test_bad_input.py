@@ -125,3 +125,15 @@ def test_unsupported_architecture(tmp_path):
         tmp_path / "bert")
     with pytest.raises(UnsupportedModelError, match=r"bert: architecture 'bert' is not supported; vlpref supports"):
         VLM.load(str(tmp_path / "bert"))
+
+
+def test_chat_from_prompt_names_the_record(tmp_path):
+    from vlpref.models.vlm import Chat
+
+    write_image(tmp_path / "images" / "a.png", (1, 2, 3))
+    prompt = Prompt(id="p9", images=["images/a.png", "images/gone.png"],
+                    turns=[Turn(role="user", text="<image> <image> compare"), Turn(role="assistant", text="ok")])
+    with pytest.raises(RecordError, match=r"records\.jsonl: record p9, field images\[1\]: image file not found"):
+        Chat.from_prompt(prompt, tmp_path)
+    chat = Chat.from_prompt(prompt.model_copy(update={"images": ["images/a.png"] * 2}), tmp_path)
+    assert chat.turns == prompt.query and chat.images[0].getpixel((0, 0)) == (1, 2, 3)

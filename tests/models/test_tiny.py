@@ -48,3 +48,14 @@ def test_seed_controls_weights():
 def test_unknown_architecture():
     with pytest.raises(ValueError, match="unknown tiny architecture 'mllama'"):
         build_tiny("mllama")
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_size_overrides(arch):
+    model, _ = build_tiny(arch, text={"hidden_size": 96, "num_hidden_layers": 3}, vision={"hidden_size": 48})
+    small, _ = build_tiny(arch)
+    text = model.config.get_text_config()
+    assert (text.hidden_size, text.num_hidden_layers) == (96, 3)
+    assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in small.parameters())
+    with pytest.raises(ValueError, match=r"unknown text size key\(s\) \['hiden_size'\]"):
+        build_tiny(arch, text={"hiden_size": 8})

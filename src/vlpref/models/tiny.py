@@ -18,6 +18,7 @@ Sizes are deliberately small (hidden 64, 2 layers) so a forward pass takes milli
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -81,9 +82,15 @@ GEMMA3_TEMPLATE = (
     "{%- if add_generation_prompt -%}<start_of_turn>model\n{%- endif -%}"
 )
 
-# Sizes shared by every tiny language model: (hidden, intermediate, layers, heads, kv heads).
+# Default sizes of every tiny language model and vision tower; `build_tiny(text=..., vision=...)` overrides them.
 TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    text: dict
+    vision: dict
 
 
 def _ids(tok, *tokens: str) -> list[int]:
@@ -95,7 +102,7 @@ def _text_ids(tok) -> dict:
                 eos_token_id=tok.eos_token_id, max_position_embeddings=1024)
 
 
-def _llava(words: list[str], image_size: int) -> tuple[PreTrainedModel, ProcessorMixin]:
+def _llava(words: list[str], image_size: int, sizes: Sizes) -> tuple[PreTrainedModel, ProcessorMixin]:
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
@@ -103,8 +110,8 @@ def _llava(words: list[str], image_size: int) -> tuple[PreTrainedModel, Processo
     patch = 8
     config = LlavaConfig(
         vision_config=dict(model_type="clip_vision_model", image_size=image_size, patch_size=patch,
-                           projection_dim=32, **VISION),
-        text_config=dict(model_type="llama", **TEXT, **_text_ids(tok)),
+                           projection_dim=sizes.vision["hidden_size"], **sizes.vision),
+        text_config=dict(model_type="llama", **sizes.text, **_text_ids(tok)),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",  # drop CLS, as LLaVA-1.5 does
         vision_feature_layer=-2,
@@ -121,7 +128,7 @@ def _llava(words: list[str], image_size: int) -> tuple[PreTrainedModel, Processo
     return LlavaForConditionalGeneration(config), processor
 
 
-def _qwen(words: list[str], image_size: int, version: str) -> tuple[PreTrainedModel, ProcessorMixin]:
+def _qwen(words: list[str], image_size: int, sizes: Sizes, version: str) -> tuple[PreTrainedModel, ProcessorMixin]:
     import transformers as tf
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -129,18 +136,20 @@ def _qwen(words: list[str], image_size: int, version: str) -> tuple[PreTrainedMo
     tok = build_word_tokenizer(words, special_tokens=specials, eos_token="<|im_end|>", chat_template=QWEN_TEMPLATE)
     image_id, video_id, start_id, end_id = _ids(tok, "<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
                                                 "<|vision_end|>")
-    head_dim = TEXT["hidden_size"] // TEXT["num_attention_heads"]
+    head_dim = sizes.text["hidden_size"] // sizes.text["num_attention_heads"]
     rope = {"rope_type": "default", "mrope_section": [2, 2, head_dim // 2 - 4], "rope_theta": 10000.0}
-    text = dict(**TEXT, **_text_ids(tok), rope_parameters=rope)
-    patch, merge = 4, 2
+    text = dict(**sizes.text, **_text_ids(tok), rope_parameters=rope)
+    patch, merge, v = 4, 2, sizes.vision
     if version == "qwen2_vl":
-        vision = dict(depth=2, embed_dim=32, hidden_size=TEXT["hidden_size"], num_heads=2, mlp_ratio=2,
+        vision = dict(depth=v["num_hidden_layers"], embed_dim=v["hidden_size"], hidden_size=sizes.text["hidden_size"],
+                      num_heads=v["num_attention_heads"], mlp_ratio=v["intermediate_size"] // v["hidden_size"],
                       patch_size=patch, spatial_merge_size=merge, temporal_patch_size=2)
         config_cls, model_cls, proc_cls = tf.Qwen2VLConfig, tf.Qwen2VLForConditionalGeneration, tf.Qwen2VLProcessor
     else:
-        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=patch,
-                      spatial_merge_size=merge, temporal_patch_size=2, out_hidden_size=TEXT["hidden_size"],
-                      window_size=patch * merge * 2, fullatt_block_indexes=[1])
+        vision = dict(depth=v["num_hidden_layers"], hidden_size=v["hidden_size"],
+                      intermediate_size=v["intermediate_size"], num_heads=v["num_attention_heads"], patch_size=patch,
+                      spatial_merge_size=merge, temporal_patch_size=2, out_hidden_size=sizes.text["hidden_size"],
+                      window_size=patch * merge * 2, fullatt_block_indexes=[v["num_hidden_layers"] - 1])
         config_cls, model_cls = tf.Qwen2_5_VLConfig, tf.Qwen2_5_VLForConditionalGeneration
         proc_cls = tf.Qwen2_5_VLProcessor
     config = config_cls(text_config=text, vision_config=vision, image_token_id=image_id, video_token_id=video_id,
@@ -155,7 +164,7 @@ def _qwen(words: list[str], image_size: int, version: str) -> tuple[PreTrainedMo
     return model_cls(config), processor
 
 
-def _idefics3(words: list[str], image_size: int, version: str) -> tuple[PreTrainedModel, ProcessorMixin]:
+def _idefics3(words: list[str], image_size: int, sizes: Sizes, version: str) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Idefics3 (SmolVLM v1 checkpoints) or SmolVLM (SmolVLM2): the same layout, SmolVLM's processor adds video."""
     import transformers as tf
 
@@ -176,8 +185,8 @@ def _idefics3(words: list[str], image_size: int, version: str) -> tuple[PreTrain
                                chat_template=IDEFICS3_TEMPLATE)
     patch, scale = 8, 2
     config = config_cls(
-        vision_config=dict(image_size=image_size, patch_size=patch, **VISION),
-        text_config=dict(model_type="llama", **TEXT, **_text_ids(tok)),
+        vision_config=dict(image_size=image_size, patch_size=patch, **sizes.vision),
+        text_config=dict(model_type="llama", **sizes.text, **_text_ids(tok)),
         scale_factor=scale,
         image_token_id=tok.convert_tokens_to_ids("<image>"),
         pad_token_id=tok.pad_token_id,
@@ -191,7 +200,7 @@ def _idefics3(words: list[str], image_size: int, version: str) -> tuple[PreTrain
     return model_cls(config), processor
 
 
-def _gemma3(words: list[str], image_size: int) -> tuple[PreTrainedModel, ProcessorMixin]:
+def _gemma3(words: list[str], image_size: int, sizes: Sizes) -> tuple[PreTrainedModel, ProcessorMixin]:
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
@@ -199,9 +208,11 @@ def _gemma3(words: list[str], image_size: int) -> tuple[PreTrainedModel, Process
     tok = build_word_tokenizer(words, special_tokens=["<start_of_turn>"], extra_special_tokens=named,
                                bos_token="<bos>", eos_token="<end_of_turn>", chat_template=GEMMA3_TEMPLATE)
     patch, mm_tokens = 8, 4  # 4x4 patches average-pooled to 2x2 = 4 soft tokens per image
+    head_dim = sizes.text["hidden_size"] // sizes.text["num_attention_heads"]
     config = Gemma3Config(
-        text_config=dict(**TEXT, **_text_ids(tok), head_dim=16, sliding_window=64, query_pre_attn_scalar=16),
-        vision_config=dict(model_type="siglip_vision_model", image_size=image_size, patch_size=patch, **VISION),
+        text_config=dict(**sizes.text, **_text_ids(tok), head_dim=head_dim, sliding_window=64,
+                         query_pre_attn_scalar=head_dim),
+        vision_config=dict(model_type="siglip_vision_model", image_size=image_size, patch_size=patch, **sizes.vision),
         mm_tokens_per_image=mm_tokens,
         boi_token_index=tok.convert_tokens_to_ids(named["boi_token"]),
         eoi_token_index=tok.convert_tokens_to_ids(named["eoi_token"]),
@@ -214,18 +225,23 @@ def _gemma3(words: list[str], image_size: int) -> tuple[PreTrainedModel, Process
     return Gemma3ForConditionalGeneration(config), processor
 
 
-BUILDERS: dict[str, Callable[[list[str], int], tuple[PreTrainedModel, ProcessorMixin]]] = {
+BUILDERS: dict[str, Callable[[list[str], int, Sizes], tuple[PreTrainedModel, ProcessorMixin]]] = {
     "llava": _llava,
-    "qwen2_vl": lambda words, size: _qwen(words, size, "qwen2_vl"),
-    "qwen2_5_vl": lambda words, size: _qwen(words, size, "qwen2_5_vl"),
-    "idefics3": lambda words, size: _idefics3(words, size, "idefics3"),
-    "smolvlm": lambda words, size: _idefics3(words, size, "smolvlm"),
+    "qwen2_vl": lambda words, size, sizes: _qwen(words, size, sizes, "qwen2_vl"),
+    "qwen2_5_vl": lambda words, size, sizes: _qwen(words, size, sizes, "qwen2_5_vl"),
+    "idefics3": lambda words, size, sizes: _idefics3(words, size, sizes, "idefics3"),
+    "smolvlm": lambda words, size, sizes: _idefics3(words, size, sizes, "smolvlm"),
     "gemma3": _gemma3,
 }
 
 
 def build_tiny(
-    arch: str, words: Iterable[str] = BASE_WORDS, image_size: int = 32, seed: int = 0
+    arch: str,
+    words: Iterable[str] = BASE_WORDS,
+    image_size: int = 32,
+    seed: int = 0,
+    text: dict | None = None,
+    vision: dict | None = None,
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """Build a tiny random-weight model and its processor; deterministic in `seed`.
 
@@ -234,11 +250,18 @@ def build_tiny(
         words: the tokenizer's vocabulary.
         image_size: input image side in pixels (the processor resizes every image to it).
         seed: seeds the weight initialisation.
+        text: overrides of the language model's sizes (keys of `TEXT`), e.g. {"hidden_size": 128}.
+        vision: overrides of the vision tower's sizes (keys of `VISION`).
     """
     if arch not in BUILDERS:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    for given, defaults, name in ((text, TEXT, "text"), (vision, VISION, "vision")):
+        unknown = set(given or {}) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown {name} size key(s) {sorted(unknown)}; valid: {sorted(defaults)}")
     torch.manual_seed(seed)
-    model, processor = BUILDERS[arch]([*words, *TEMPLATE_WORDS], image_size)
+    sizes = Sizes(text={**TEXT, **(text or {})}, vision={**VISION, **(vision or {})})
+    model, processor = BUILDERS[arch]([*words, *TEMPLATE_WORDS], image_size, sizes)
     tok = processor.tokenizer
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id

@@ -24,6 +24,7 @@ import functools
 import json
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,7 +41,8 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from vlpref.data.schema import IMAGE_TOKEN, DecodingParams, Turn, count_image_tokens
+from vlpref.data.images import load_image
+from vlpref.data.schema import IMAGE_TOKEN, DecodingParams, Prompt, Turn, count_image_tokens
 from vlpref.errors import UnsupportedModelError, VlprefError
 from vlpref.numerics.logprobs import IGNORE, token_logprobs
 
@@ -65,6 +67,15 @@ class Chat:
         found = count_image_tokens(self.turns)
         if found != len(self.images):
             raise ValueError(f"chat has {found} {IMAGE_TOKEN} placeholder(s) but {len(self.images)} image(s)")
+
+    @classmethod
+    def from_prompt(cls, prompt: Prompt, root: str | Path) -> Chat:
+        """The prompt's query turns with its images loaded from the dataset folder `root` (RecordError naming the
+        record and field if an image is missing, corrupt or outside the root)."""
+        file = Path(root) / "records.jsonl"
+        images = [load_image(root, path, file=file, record_id=prompt.id, field=f"images[{i}]")
+                  for i, path in enumerate(prompt.images)]
+        return cls(turns=prompt.query, images=images)
 
 
 @dataclass
