@@ -51,7 +51,7 @@ def _report(written: int, what: str, out: Path, log) -> None:
 
 @app.command()
 def tiny(
-    arch: Annotated[str, typer.Argument(help="llava | qwen2_vl | qwen2_5_vl | idefics3 | gemma3")],
+    arch: Annotated[str, typer.Argument(help="llava | qwen2_vl | qwen2_5_vl | idefics3 | smolvlm | gemma3")],
     out: Annotated[Path, typer.Argument(help="folder for the model (standard HF layout)")],
     image_size: int = 32,
     seed: int = 0,
@@ -130,14 +130,17 @@ def import_hf_cmd(
 def import_trl_cmd(
     path: Annotated[Path, typer.Argument(help="TRL vision dataset (save_to_disk folder or parquet)")],
     out: Annotated[Path, typer.Option(help="dataset folder to write")],
+    on_error: OnErrorOpt = "raise",
+    rejects: RejectsOpt = None,
 ):
     """TRL's vision preference (prompt/chosen/rejected/images) or messages/images format -> pairs or prompts."""
     from vlpref.data.importers import import_trl
     from vlpref.data.store import kind_of, write_records
 
-    records = import_trl(path, out)
+    log = _rejects(on_error, rejects, out)
+    records = import_trl(path, out, rejects=log)
     kind = kind_of(records[0]) if records else "pairs"
-    _report(write_records(out, kind, records), kind, out, None)
+    _report(write_records(out, kind, records), kind, out, log)
 
 
 @export_app.command("trl")
@@ -176,7 +179,9 @@ def validate_cmd(
     on_error: OnErrorOpt = "raise",
     rejects: RejectsOpt = None,
 ):
-    """Check every record and open every image; report what is wrong, naming line, record and field."""
+    """Check every record and open every image, naming line, record and field of what is wrong.
+
+    Exits 0 when all are valid; 2 at the first bad record (default), or 1 after listing all of them (skip)."""
     from vlpref.data.store import iter_records, read_meta
 
     log = _rejects(on_error, rejects, path.parent / f"{path.name}-rejects")

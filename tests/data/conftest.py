@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from vlpref.data.schema import IMAGE_TOKEN, Prompt
+
 
 def write_image(path: Path, color=(255, 0, 0), size=(16, 12)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,3 +71,30 @@ def vlfeedback_json(tmp_path) -> tuple[Path, Path]:
     path = tmp_path / "vlfeedback.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in vlfeedback_rows()))
     return path, root
+
+
+def export_vlfeedback(prompts: list[Prompt], candidates: list, annotations: list) -> list[dict]:
+    """The VLFeedback release layout again (image as a path), from imported records: the inverse of
+    `import_vlfeedback`, to check that the import keeps everything the release holds."""
+    by_prompt: dict[str, list] = {}
+    for candidate in candidates:
+        by_prompt.setdefault(candidate.prompt_id, []).append(candidate)
+    verdicts = {a.candidate_id: a for a in annotations}
+    rows = []
+    for prompt in prompts:
+        text = prompt.turns[0].text
+        if prompt.images and text.startswith(f"{IMAGE_TOKEN}\n"):
+            text = text[len(IMAGE_TOKEN) + 1 :]
+        completions = []
+        for candidate in by_prompt.get(prompt.id, []):
+            annotation = verdicts.get(candidate.id)
+            raw = json.loads(annotation.raw) if annotation is not None and annotation.raw else {}
+            completions.append({"model": candidate.model_id, "response": candidate.text, "annotations": raw})
+        rows.append({
+            "id": prompt.id,
+            "instruction": text,
+            "image": prompt.images[0] if prompt.images else None,
+            "models": [c["model"] for c in completions],
+            "completions": completions,
+        })
+    return rows

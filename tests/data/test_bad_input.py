@@ -112,7 +112,7 @@ def test_dataset_folder_rows_are_validated(tmp_path):
 def test_vlfeedback_missing_field(tmp_path):
     path = tmp_path / "v.jsonl"
     path.write_text(json.dumps({"id": "v9", "completions": []}) + "\n")
-    with pytest.raises(RecordError, match=r"v\.jsonl: record v9, field instruction: missing"):
+    with pytest.raises(RecordError, match=r"v\.jsonl:1: record v9, field instruction: missing"):
         import_vlfeedback(path, tmp_path / "out")
 
 

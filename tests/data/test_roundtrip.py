@@ -7,12 +7,12 @@ import json
 import pytest
 from PIL import Image
 
-from vlpref.data.exporters import export_llamafactory, export_trl, export_vlfeedback
+from vlpref.data.exporters import export_llamafactory, export_trl
 from vlpref.data.importers import import_llava, import_trl, import_vlfeedback
 from vlpref.data.schema import PreferencePair, Turn
 from vlpref.data.store import load_hf, read_records, save_hf, write_records
 
-from .conftest import vlfeedback_rows
+from .conftest import export_vlfeedback, vlfeedback_rows
 
 
 def same_pixels(a, b) -> bool:

@@ -30,7 +30,8 @@ def test_reload_through_auto_classes(arch, tiny_dirs):
     for (name, a), (_, b) in zip(original.state_dict().items(), model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     processor = load_processor(str(folder))
-    assert processor.tokenizer.eos_token_id == model.generation_config.eos_token_id
+    stops = model.generation_config.eos_token_id
+    assert processor.tokenizer.eos_token_id in (stops if isinstance(stops, list) else [stops])
     # the saved processor names the real class, so machines with torchvision load it with AutoProcessor as is
     assert json.loads((folder / "processor_config.json").read_text())["processor_class"].endswith("Processor")
     assert sum(p.numel() for p in model.parameters()) < 2_000_000

@@ -56,7 +56,7 @@ def test_response_mask_covers_exactly_the_response(vlm, images):
     for b, response in enumerate(RESPONSES[:2]):
         scored = batch["input_ids"][b][batch["labels"][b] != IGNORE].tolist()
         assert scored == vlm.response_ids(response)
-        assert scored[-1] == vlm.eos_token_id  # the end-of-turn token is scored: it is what generation stops at
+        assert scored[-1] == vlm.end_of_turn_id  # the end-of-turn token is scored: it is what generation stops at
 
 
 def test_seeded_generation_is_reproducible_and_batch_independent(vlm, images):
@@ -92,3 +92,35 @@ def test_mixed_batch_scores_like_each_chat_alone(vlm, images):
     together = vlm.logprobs(mixed, RESPONSES, batch_size=3)
     for chat, response, got in zip(mixed, RESPONSES, together, strict=True):
         torch.testing.assert_close(got, vlm.logprobs([chat], [response])[0], rtol=1e-5, atol=1e-5)
+
+
+END_OF_TURN = {"llava": "</s>", "qwen2_vl": "<|im_end|>", "qwen2_5_vl": "<|im_end|>", "idefics3": "<end_of_utterance>",
+               "smolvlm": "<end_of_utterance>", "gemma3": "<end_of_turn>"}
+
+
+def test_end_of_turn_comes_from_the_chat_template(vlm):
+    """Gemma3-it's EOS is <eos> but its turns end with <end_of_turn>: scoring must append the latter, and
+    generation must stop at either."""
+    arch = vlm.model.config.model_type
+    assert vlm.tokenizer.convert_ids_to_tokens(vlm.end_of_turn_id) == END_OF_TURN[arch]
+    assert vlm.end_of_turn_id in vlm.stop_ids and vlm.tokenizer.eos_token_id in vlm.stop_ids
+    if arch == "gemma3":
+        assert vlm.tokenizer.eos_token == "<eos>" and vlm.end_of_turn_id != vlm.tokenizer.eos_token_id
+
+
+def test_checkpoint_generation_settings_do_not_leak(vlm, images):
+    """A checkpoint's generation_config (Qwen2-VL-Instruct ships repetition_penalty 1.05) must not change what
+    DecodingParams ask for."""
+    params = [DecodingParams(temperature=0.0, max_new_tokens=10)] * 2
+    clean = vlm.generate(chats(images)[:2], params)
+    polluted = vlm.model.generation_config
+    before = polluted.to_dict()
+    polluted.repetition_penalty, polluted.no_repeat_ngram_size = 1e6, 1
+    polluted.suppress_tokens = list(range(len(vlm.tokenizer)))[:-50]
+    try:
+        assert [g.token_ids for g in vlm.generate(chats(images)[:2], params)] == [g.token_ids for g in clean]
+    finally:
+        for key in ("repetition_penalty", "no_repeat_ngram_size", "suppress_tokens"):
+            setattr(polluted, key, before.get(key))
+    # the clean greedy output does repeat tokens, so a leaked penalty would have changed it
+    assert any(len(set(g.token_ids)) < len(g.token_ids) for g in clean)

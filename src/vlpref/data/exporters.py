@@ -26,7 +26,7 @@ from typing import Any
 
 from vlpref.data.images import place_image, read_image_bytes, resolve_image
 from vlpref.data.rejects import RejectLog
-from vlpref.data.schema import IMAGE_TOKEN, PreferencePair, Prompt, Turn
+from vlpref.data.schema import IMAGE_TOKEN, PreferencePair, Turn
 from vlpref.data.store import RECORDS_FILE, check_hf_format, read_meta, read_records, write_hf
 from vlpref.errors import RecordError, VlprefError
 
@@ -54,7 +54,7 @@ def _image_cells(root: Path, record, source: Path) -> list[dict[str, Any]]:
 
 
 def _check_single_image_list(pair: PreferencePair, source: Path, target: str) -> None:
-    if pair.rejected_images is not None and pair.rejected_images != pair.images:
+    if pair.rejected_images is not None:  # None whenever the rejected side shares the prompt's images
         raise RecordError(f"rejected side has its own images, which {target}'s format cannot hold", file=source,
                           record_id=pair.id, field="rejected_images")
 
@@ -104,15 +104,22 @@ def export_trl(root: str | Path, out: str | Path, fmt: str = "arrow", rejects: R
     return len(rows)
 
 
-def _sharegpt(turns: list[Turn]) -> tuple[str | None, list[dict[str, str]]]:
-    system = None
-    messages = []
-    for turn in turns:
-        if turn.role == "system":
-            system = turn.text
-        else:
-            messages.append({"from": LF_ROLES[turn.role], "value": turn.text})
-    return system, messages
+def _sharegpt(turns: list[Turn], source: Path, record_id: str) -> tuple[str | None, list[dict[str, str]]]:
+    """(system prompt, sharegpt messages). LLaMA-Factory has one system prompt, before the conversation."""
+    system = turns[0].text if turns[0].role == "system" else None
+    rest = turns[1:] if system is not None else turns
+    if any(t.role == "system" for t in rest):
+        raise RecordError("LLaMA-Factory's format takes one system turn, at the start", file=source,
+                          record_id=record_id, field="turns")
+    return system, [{"from": LF_ROLES[t.role], "value": t.text} for t in rest]
+
+
+def _place(root: Path, out: Path, relative: str, source: Path, record_id: str, index: int) -> str:
+    try:
+        return place_image(resolve_image(root, relative), out, relative)
+    except (ValueError, OSError) as error:
+        raise RecordError(f"cannot export image: {error}", file=source, record_id=record_id,
+                          field=f"images[{index}]") from None
 
 
 def export_llamafactory(
@@ -129,12 +136,12 @@ def export_llamafactory(
     for pair in read_records(root):
         with rejects.guard(row={"id": pair.id}):
             _check_single_image_list(pair, source, "LLaMA-Factory")
-            system, conversations = _sharegpt(pair.turns)
+            system, conversations = _sharegpt(pair.turns, source, pair.id)
             row: dict[str, Any] = {
                 "conversations": conversations,
                 "chosen": {"from": "gpt", "value": pair.chosen},
                 "rejected": {"from": "gpt", "value": pair.rejected},
-                "images": [place_image(resolve_image(root, p), out, p) for p in pair.images],
+                "images": [_place(root, out, p, source, pair.id, i) for i, p in enumerate(pair.images)],
             }
             if system is not None:
                 row["system"] = system
@@ -146,30 +153,3 @@ def export_llamafactory(
     info = {name: {"file_name": "data.json", "formatting": "sharegpt", "ranking": True, "columns": columns}}
     (out / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return len(rows)
-
-
-def export_vlfeedback(prompts: list[Prompt], candidates: list, annotations: list) -> list[dict[str, Any]]:
-    """The VLFeedback release layout again (image as a path), from imported records: the inverse of
-    `import_vlfeedback`, used to check round trips and to hand data to tools that read that layout."""
-    by_prompt: dict[str, list] = {}
-    for candidate in candidates:
-        by_prompt.setdefault(candidate.prompt_id, []).append(candidate)
-    verdicts = {a.candidate_id: a for a in annotations}
-    rows = []
-    for prompt in prompts:
-        text = prompt.turns[0].text
-        if prompt.images and text.startswith(f"{IMAGE_TOKEN}\n"):
-            text = text[len(IMAGE_TOKEN) + 1 :]
-        completions = []
-        for candidate in by_prompt.get(prompt.id, []):
-            annotation = verdicts.get(candidate.id)
-            raw = json.loads(annotation.raw) if annotation is not None and annotation.raw else {}
-            completions.append({"model": candidate.model_id, "response": candidate.text, "annotations": raw})
-        rows.append({
-            "id": prompt.id,
-            "instruction": text,
-            "image": prompt.images[0] if prompt.images else None,
-            "models": [c["model"] for c in completions],
-            "completions": completions,
-        })
-    return rows

@@ -12,6 +12,7 @@ check, so a link pointing out of the root is refused too.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 from pathlib import Path
@@ -59,15 +60,41 @@ def read_image_bytes(root: str | Path, relative: str, *, file: str | Path, recor
 def place_image(source: Path, out_root: Path, relative: str) -> str:
     """Put `source` at `out_root/relative` (hard link when possible, else copy) and return `relative`.
 
-    Importers place images inside the new dataset's root, so the dataset is self-contained and root-confined.
-    A hard link costs no space; across file systems it falls back to a copy.
+    Importers place images inside the new dataset's root, so the dataset is self-contained and root-confined. The
+    target is confined to `out_root` like any read. An existing file with the same content is reused; one with other
+    content is an error (two different images must not share a path).
     """
-    target = out_root / relative
+    target = resolve_image(out_root, relative)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        return relative
+        if target.samefile(source) or filecmp.cmp(target, source, shallow=False):
+            return relative
+        raise ValueError(f"{target} already holds a different image; not overwriting it with {source}")
     try:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
+    return relative
+
+
+def write_image_bytes(data: bytes, out_root: Path, relative: str) -> str:
+    """Write raw image bytes at `out_root/relative` (confined to out_root; same rule as `place_image` for an
+    existing file) and return `relative`. The bytes are stored as they are: no re-encoding, no quality loss."""
+    target = resolve_image(out_root, relative)
+    if target.exists():
+        if target.read_bytes() == data:
+            return relative
+        raise ValueError(f"{target} already holds a different image")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return relative
+
+
+def check_relative_path(relative: str) -> str:
+    """A record's image path: relative, no '..' part, no backslashes (which mean different things per OS)."""
+    if not isinstance(relative, str) or not relative:
+        raise ValueError("image path must be a non-empty string")
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or "\\" in relative or ".." in parts:
+        raise ValueError(f"image path {relative!r} must be relative to the dataset root, without '..'")
     return relative

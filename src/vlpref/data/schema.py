@@ -17,15 +17,19 @@ Conventions, fixed here once:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from vlpref.config import StrictModel
+from vlpref.data.images import check_relative_path
 
 IMAGE_TOKEN = "<image>"
 
 Role = Literal["system", "user", "assistant"]
+
+# An image path inside a dataset root: relative, no '..' (checked again against the real root when it is opened).
+ImagePath = Annotated[str, AfterValidator(check_relative_path)]
 
 
 class Turn(StrictModel):
@@ -62,7 +66,7 @@ class Prompt(StrictModel):
     """A multimodal instruction: images plus a conversation, optionally ending in a reference answer."""
 
     id: str = Field(min_length=1)
-    images: list[str] = Field(default_factory=list)
+    images: list[ImagePath] = Field(default_factory=list)
     turns: list[Turn] = Field(min_length=1)
     source: str | None = Field(default=None, description="dataset or generator the prompt came from")
     meta: dict[str, Any] = Field(default_factory=dict, description="task type, ground truth, anything else")
@@ -70,6 +74,8 @@ class Prompt(StrictModel):
     @model_validator(mode="after")
     def _placeholders_match(self) -> Prompt:
         _check_placeholders(self.turns, self.images, "turns")
+        if not any(t.role == "user" for t in self.turns):
+            raise ValueError("turns: a prompt needs at least one user turn")
         return self
 
     @property
@@ -93,7 +99,8 @@ class Candidate(StrictModel):
     text: str
     decoding: DecodingParams = Field(default_factory=DecodingParams)
     finish_reason: Literal["stop", "length", "unknown"] = "unknown"
-    images: list[str] | None = Field(default=None, description="set when sampled under other images (SeVa, POVID)")
+    images: list[ImagePath] | None = Field(default=None,
+                                           description="set when sampled under other images (SeVa, POVID)")
 
 
 class AspectScore(StrictModel):
@@ -132,15 +139,24 @@ class PreferencePair(StrictModel):
 
     id: str = Field(min_length=1)
     prompt_id: str
-    images: list[str] = Field(default_factory=list)
+    images: list[ImagePath] = Field(default_factory=list)
     turns: list[Turn] = Field(min_length=1, description="the prompt conversation, ending with a user turn")
     chosen: str
     rejected: str
-    rejected_images: list[str] | None = None
+    rejected_images: list[ImagePath] | None = None
     chosen_scores: dict[str, float] = Field(default_factory=dict)
     rejected_scores: dict[str, float] = Field(default_factory=dict)
     strategy: str = Field(description="how the pair was built, e.g. 'vlfeedback-mean', 'seva-noise', 'povid-inject'")
     provenance: dict[str, Any] = Field(default_factory=dict, description="models, judge, source files, settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _same_images_mean_none(cls, data: Any) -> Any:
+        # One canonical form: rejected images equal to the prompt's are no image contrast at all.
+        if isinstance(data, dict) and data.get("rejected_images") is not None:
+            if data.get("rejected_images") == data.get("images", []):
+                data = {**data, "rejected_images": None}
+        return data
 
     @model_validator(mode="after")
     def _well_formed(self) -> PreferencePair:

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vlpref.config import StrictModel
-from vlpref.data.images import load_image, place_image, read_image_bytes, resolve_image
+from vlpref.data.images import load_image, place_image, read_image_bytes, resolve_image, write_image_bytes
 from vlpref.data.rejects import RejectLog
 from vlpref.data.schema import RECORD_TYPES
 from vlpref.errors import RecordError, VlprefError
@@ -70,6 +70,8 @@ class RecordWriter:
             raise ValueError(f"unknown record kind {kind!r}")
         self.root, self.kind = Path(root), kind
         self.images_from = Path(images_from) if images_from is not None else None
+        if append and (self.root / META_FILE).is_file() and read_meta(self.root)["kind"] != kind:
+            raise VlprefError(f"{self.root} holds {read_meta(self.root)['kind']}; cannot append {kind}")
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / META_FILE).write_text(json.dumps({"kind": kind, "format": FORMAT, **meta}, indent=2) + "\n")
         self._file = (self.root / RECORDS_FILE).open("a" if append else "w", encoding="utf-8")
@@ -80,8 +82,12 @@ class RecordWriter:
             raise TypeError(f"{self.root} holds {self.kind}, not {kind_of(record)}")
         if self.images_from is not None and self.images_from.resolve() != self.root.resolve():
             for name in IMAGE_FIELDS:
-                for relative in getattr(record, name, None) or []:
-                    place_image(resolve_image(self.images_from, relative), self.root, relative)
+                for i, relative in enumerate(getattr(record, name, None) or []):
+                    try:
+                        place_image(resolve_image(self.images_from, relative), self.root, relative)
+                    except (ValueError, OSError) as error:
+                        raise RecordError(str(error), file=self.root / RECORDS_FILE, record_id=record.id,
+                                          field=f"{name}[{i}]") from None
         self._file.write(record.model_dump_json() + "\n")
         self._file.flush()
         self.count += 1
@@ -188,9 +194,12 @@ def records_to_hf(records: list[StrictModel], root: str | Path, kind: str):
     for record in records:
         row = record.model_dump(mode="json")
         for name in IMAGE_FIELDS:
-            if row.get(name) is not None:
-                # The image feature keeps only a base name, so the relative paths get a column of their own.
-                row[f"{name}_paths"] = row[name]
+            if name not in row:
+                continue
+            # The image feature keeps only a base name, so the relative paths get a column of their own. It is
+            # written for every row (None when absent): Dataset.from_list takes its columns from the first row.
+            row[f"{name}_paths"] = row[name]
+            if row[name] is not None:
                 row[name] = [
                     {"bytes": read_image_bytes(root, p, file=root / RECORDS_FILE, record_id=row.get("id"),
                                                field=f"{name}[{i}]"), "path": p}
@@ -234,10 +243,14 @@ def hf_to_records(dataset, out_root: str | Path, kind: str | None = None) -> lis
             for i, image in enumerate(row[name]):
                 known = known_paths[name]
                 relative = known[i] if i < len(known) else f"images/{row.get('id', index)}_{name}_{i}.png"
-                target = resolve_image(out_root, relative)  # refuses paths that would leave out_root
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(image["bytes"])
-                paths.append(relative)
+                if not image.get("bytes"):
+                    raise RecordError("image has no embedded bytes", file=f"row {index}", record_id=row.get("id"),
+                                      field=f"{name}[{i}]")
+                try:  # confined to out_root; never overwrites a different image
+                    paths.append(write_image_bytes(image["bytes"], out_root, relative))
+                except ValueError as error:
+                    raise RecordError(str(error), file=f"row {index}", record_id=row.get("id"),
+                                      field=f"{name}[{i}]") from None
             row[name] = paths
         try:
             records.append(cls.model_validate(row))
@@ -296,5 +309,8 @@ def open_hf(path: str | Path, split: str = "train"):
 def load_hf(path: str | Path, out_root: str | Path, kind: str | None = None) -> int:
     """Convert HF form back to a dataset folder at `out_root`; returns the count."""
     records = hf_to_records(open_hf(path), out_root, kind)
-    kind = kind or kind_of(records[0]) if records else kind
+    if kind is None:
+        if not records:
+            raise VlprefError(f"{path}: no records, so no kind to give the dataset folder")
+        kind = kind_of(records[0])
     return write_records(out_root, kind, records)

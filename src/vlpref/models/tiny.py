@@ -205,8 +205,10 @@ def _gemma3(words: list[str], image_size: int, sizes: Sizes) -> tuple[PreTrained
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
     named = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
-    tok = build_word_tokenizer(words, special_tokens=["<start_of_turn>"], extra_special_tokens=named,
-                               bos_token="<bos>", eos_token="<end_of_turn>", chat_template=GEMMA3_TEMPLATE)
+    # As in the real Gemma3-it checkpoints: the tokenizer's EOS is <eos>, but a turn ends with <end_of_turn>, and
+    # generation_config lists both as stop tokens.
+    tok = build_word_tokenizer(words, special_tokens=["<start_of_turn>", "<end_of_turn>"], extra_special_tokens=named,
+                               bos_token="<bos>", eos_token="<eos>", chat_template=GEMMA3_TEMPLATE)
     patch, mm_tokens = 8, 4  # 4x4 patches average-pooled to 2x2 = 4 soft tokens per image
     head_dim = sizes.text["hidden_size"] // sizes.text["num_attention_heads"]
     config = Gemma3Config(
@@ -222,7 +224,9 @@ def _gemma3(words: list[str], image_size: int, sizes: Sizes) -> tuple[PreTrained
     image_processor = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
     processor = Gemma3Processor(image_processor=image_processor, tokenizer=tok, image_seq_length=mm_tokens,
                                 chat_template=GEMMA3_TEMPLATE)
-    return Gemma3ForConditionalGeneration(config), processor
+    model = Gemma3ForConditionalGeneration(config)
+    model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_turn>")]
+    return model, processor
 
 
 BUILDERS: dict[str, Callable[[list[str], int, Sizes], tuple[PreTrainedModel, ProcessorMixin]]] = {
@@ -264,8 +268,9 @@ def build_tiny(
     model, processor = BUILDERS[arch]([*words, *TEMPLATE_WORDS], image_size, sizes)
     tok = processor.tokenizer
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.bos_token_id = tok.bos_token_id
+    if not isinstance(model.generation_config.eos_token_id, list):  # a builder may list several stop tokens
+        model.generation_config.eos_token_id = tok.eos_token_id
     return model.eval(), processor
 
 

@@ -209,7 +209,32 @@ class VLM:
         self.tokenizer = processor.tokenizer
         if self.tokenizer.pad_token_id is None:  # some checkpoints ship without one; padding is masked anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.eos_token_id = self.tokenizer.eos_token_id
+        self.end_of_turn_id = self._find_end_of_turn()
+        # Generation stops at any of: the end-of-turn token, the tokenizer's EOS, the checkpoint's EOS list.
+        # (Gemma3-it: EOS is <eos> but turns end with <end_of_turn>; its generation_config lists both.)
+        configured = model.generation_config.eos_token_id
+        configured = configured if isinstance(configured, list) else [configured]
+        self.stop_ids = list(dict.fromkeys(i for i in [self.end_of_turn_id, self.tokenizer.eos_token_id, *configured]
+                                           if i is not None))
+
+    def _find_end_of_turn(self) -> int:
+        """The special token the chat template puts right after an assistant message (e.g. <|im_end|>,
+        <end_of_turn>, </s>): what a response ends with when scored, and a stop token when sampling."""
+        marker = "vlprefresponsemarker"
+        try:
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": [{"type": "text", "text": "x"}]},
+                 {"role": "assistant", "content": [{"type": "text", "text": marker}]}],
+                chat_template=self.processor.chat_template, tokenize=False,
+            )
+        except Exception:  # a template that cannot render this two-turn chat: fall back to the tokenizer's EOS
+            return self.tokenizer.eos_token_id
+        suffix = rendered.split(marker, 1)[1] if marker in rendered else ""
+        special = set(self.tokenizer.all_special_ids) | set(self.tokenizer.added_tokens_decoder)
+        for token_id in self.tokenizer(suffix, add_special_tokens=False)["input_ids"]:
+            if token_id in special:
+                return token_id
+        return self.tokenizer.eos_token_id
 
     @classmethod
     def load(cls, name_or_path: str, dtype: str = "float32", device: str | None = None, **kwargs) -> VLM:
@@ -270,22 +295,29 @@ class VLM:
             batch_chats, batch_params = chats[start : start + batch_size], params[start : start + batch_size]
             inputs = self.encode(batch_chats, padding_side="left")
             prompt_len = inputs["input_ids"].shape[1]
-            # A clean config: decoding is exactly what `params` say, never the checkpoint's sampling defaults.
+            # A clean config: decoding is exactly what `params` say. transformers fills every field left unset
+            # from model.generation_config (a checkpoint's repetition_penalty, suppress_tokens …), so that is
+            # swapped for the clean config while generating.
             config = GenerationConfig(
                 max_new_tokens=max(p.max_new_tokens for p in batch_params),
                 do_sample=False,
-                eos_token_id=self.eos_token_id,
+                eos_token_id=self.stop_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 bos_token_id=self.tokenizer.bos_token_id,
             )
             sampler = PerRowSampler(batch_params, self.device)
-            out = self.model.generate(
-                **inputs, generation_config=config, logits_processor=LogitsProcessorList([sampler])
-            )
+            saved, self.model.generation_config = self.model.generation_config, config
+            try:
+                out = self.model.generate(
+                    **inputs, generation_config=config, logits_processor=LogitsProcessorList([sampler])
+                )
+            finally:
+                self.model.generation_config = saved
             for row, p in enumerate(batch_params):
                 tokens = out[row, prompt_len:].tolist()[: p.max_new_tokens]
-                if self.eos_token_id in tokens:
-                    tokens, reason = tokens[: tokens.index(self.eos_token_id)], "stop"
+                stop = next((i for i, t in enumerate(tokens) if t in self.stop_ids), None)
+                if stop is not None:
+                    tokens, reason = tokens[:stop], "stop"
                 else:
                     reason = "length"
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
@@ -293,8 +325,8 @@ class VLM:
         return results
 
     def response_ids(self, response: str) -> list[int]:
-        """Token ids of a response as the model emits it: the text, then the end-of-turn token."""
-        return [*self.tokenizer(response, add_special_tokens=False)["input_ids"], self.eos_token_id]
+        """Token ids of a response as the chat template writes it: the text, then the end-of-turn token."""
+        return [*self.tokenizer(response, add_special_tokens=False)["input_ids"], self.end_of_turn_id]
 
     def build_scoring_batch(self, chats: list[Chat], responses: list[str]) -> dict[str, torch.Tensor]:
         """Prompt tokens (from the processor) + response tokens, right-padded; `labels` mark the response.
