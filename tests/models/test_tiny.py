@@ -60,3 +60,14 @@ def test_size_overrides(arch):
     assert sum(p.numel() for p in model.parameters()) > sum(p.numel() for p in small.parameters())
     with pytest.raises(ValueError, match=r"unknown text size key\(s\) \['hiden_size'\]"):
         build_tiny(arch, text={"hiden_size": 8})
+
+
+def test_load_options(tiny_dirs):
+    from vlpref.errors import VlprefError
+    from vlpref.models.vlm import VLM
+
+    vlm = VLM.load(tiny_dirs["llava"], dtype="bfloat16", attn_implementation="eager")
+    assert next(vlm.model.parameters()).dtype == torch.bfloat16
+    assert vlm.model.config._attn_implementation == "eager"
+    with pytest.raises(VlprefError, match="dtype must be one of float32, bfloat16, float16, not 'fp8'"):
+        VLM.load(tiny_dirs["llava"], dtype="fp8")

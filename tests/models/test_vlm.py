@@ -124,3 +124,12 @@ def test_checkpoint_generation_settings_do_not_leak(vlm, images):
             setattr(polluted, key, before.get(key))
     # the clean greedy output does repeat tokens, so a leaked penalty would have changed it
     assert any(len(set(g.token_ids)) < len(g.token_ids) for g in clean)
+
+
+def test_bf16_scoring_tracks_fp32(tiny_dirs, images):
+    """bf16 weights (the GPU default) give log-probs within bf16 precision of fp32; scoring itself is in fp32."""
+    fp32 = VLM.load(tiny_dirs["qwen2_vl"])
+    bf16 = VLM.load(tiny_dirs["qwen2_vl"], dtype="bfloat16")
+    for a, b in zip(fp32.logprobs(chats(images), RESPONSES), bf16.logprobs(chats(images), RESPONSES), strict=True):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(b, a, rtol=0, atol=0.05)

@@ -237,22 +237,39 @@ class VLM:
         return self.tokenizer.eos_token_id
 
     @classmethod
-    def load(cls, name_or_path: str, dtype: str = "float32", device: str | None = None, **kwargs) -> VLM:
-        """Load by hub id or local path through `AutoModelForImageTextToText` + `AutoProcessor`."""
-        from transformers import AutoConfig
+    def load(
+        cls,
+        name_or_path: str,
+        dtype: str = "float32",
+        device: str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool = False,
+        attn_implementation: str | None = None,
+    ) -> VLM:
+        """Load by hub id or local path through `AutoModelForImageTextToText` + `AutoProcessor`.
 
+        Args:
+            dtype: float32 (tests, exact comparisons), bfloat16 or float16.
+            device: e.g. "cuda" or "cuda:1"; None keeps the model on the CPU.
+            revision: a hub branch, tag or commit, for reproducible runs.
+            attn_implementation: e.g. "sdpa", "flash_attention_2", "eager"; None lets transformers choose.
+        """
         if dtype not in DTYPES:
             raise VlprefError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        hub = {"revision": revision, "trust_remote_code": trust_remote_code}
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(name_or_path, **hub)
         if config.model_type not in SUPPORTED_MODEL_TYPES:
             raise UnsupportedModelError(
                 f"{name_or_path}: architecture {config.model_type!r} is not supported; vlpref supports "
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}"
             )
-        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **kwargs)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **hub, **extra)
         if device is not None:
             model = model.to(device)
-        return cls(model.eval(), load_processor(name_or_path, **kwargs), name=str(name_or_path))
+        return cls(model.eval(), load_processor(name_or_path, **hub), name=str(name_or_path))
 
     @property
     def device(self) -> torch.device:
