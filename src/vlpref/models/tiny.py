@@ -107,7 +107,7 @@ def _llava(words: list[str], image_size: int, sizes: Sizes) -> tuple[PreTrainedM
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
     tok = build_word_tokenizer(words, special_tokens=["<image>"], eos_token="</s>", chat_template=LLAVA_TEMPLATE)
-    patch = 8
+    patch = sizes.vision.pop("patch_size", 8)  # the shapes world uses 16: one patch per scene cell
     config = LlavaConfig(
         vision_config=dict(model_type="clip_vision_model", image_size=image_size, patch_size=patch,
                            projection_dim=sizes.vision["hidden_size"], **sizes.vision),
@@ -255,14 +255,16 @@ def build_tiny(
         image_size: input image side in pixels (the processor resizes every image to it).
         seed: seeds the weight initialisation.
         text: overrides of the language model's sizes (keys of `TEXT`), e.g. {"hidden_size": 128}.
-        vision: overrides of the vision tower's sizes (keys of `VISION`).
+        vision: overrides of the vision tower's sizes (keys of `VISION`; for LLaVA also `patch_size`).
     """
     if arch not in BUILDERS:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    for given, defaults, name in ((text, TEXT, "text"), (vision, VISION, "vision")):
-        unknown = set(given or {}) - set(defaults)
+    # LLaVA alone also takes vision={"patch_size": ...} (default 8); the others' token layouts assume 8.
+    vision_keys = {*VISION, "patch_size"} if arch == "llava" else set(VISION)
+    for given, allowed, name in ((text, set(TEXT), "text"), (vision, vision_keys, "vision")):
+        unknown = set(given or {}) - allowed
         if unknown:
-            raise ValueError(f"unknown {name} size key(s) {sorted(unknown)}; valid: {sorted(defaults)}")
+            raise ValueError(f"unknown {name} size key(s) {sorted(unknown)}; valid: {sorted(allowed)}")
     torch.manual_seed(seed)
     sizes = Sizes(text={**TEXT, **(text or {})}, vision={**VISION, **(vision or {})})
     model, processor = BUILDERS[arch]([*words, *TEMPLATE_WORDS], image_size, sizes)

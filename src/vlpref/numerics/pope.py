@@ -1,0 +1,41 @@
+"""POPE: the official yes/no answer parser and per-split metrics (benchmarks.md §1.3-1.4).
+
+    >>> pope_answer("No, there is not.")
+    'no'
+    >>> pope_metrics(["yes", "yes", "no", "no"], ["yes", "no", "no", "yes"])["f1"]
+    0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def pope_answer(text: str) -> str:
+    """The official rule (RUCAIBox/POPE evaluate.py, LLaVA eval_pope.py): keep the first sentence, drop commas,
+    split on single spaces; 'No', 'not' or 'no' among the words means no, anything else (even '') means yes.
+    Case-sensitive on purpose: 'NO' is yes, as in the official script."""
+    if "." in text:
+        text = text.split(".")[0]
+    words = text.replace(",", "").split(" ")
+    return "no" if ("No" in words or "not" in words or "no" in words) else "yes"
+
+
+def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """Accuracy, precision, recall, F1 (positive class 'yes') and yes-ratio of one split.
+
+    Where the official script divides by zero (no 'yes' predicted), precision and F1 are reported as 0.0.
+    """
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions but {len(labels)} labels")
+    pairs = list(zip(predictions, labels, strict=True))
+    tp = sum(p == "yes" and gold != "no" for p, gold in pairs)
+    fp = sum(p == "yes" and gold == "no" for p, gold in pairs)
+    tn = sum(p == "no" and gold == "no" for p, gold in pairs)
+    fn = sum(p == "no" and gold != "no" for p, gold in pairs)
+    n = len(pairs)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": (tp + tn) / n if n else 0.0, "precision": precision, "recall": recall, "f1": f1,
+            "yes_ratio": (tp + fp) / n if n else 0.0, "n": n, "tp": tp, "fp": fp, "tn": tn, "fn": fn}

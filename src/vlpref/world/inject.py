@@ -1,0 +1,142 @@
+"""POVID's hallucination injection, done exactly from the scene graph.
+
+    >>> injector = WorldInjector(seed=0)
+    >>> injector.inject(prompt, prompt.reference, kind="object")
+    Injection(text='There are two objects. There is a small red circle at the top left. There is a large blue
+    square on the right. ...', kind='object', detail='added absent square (co-occurs with circle)')
+
+POVID (methods.md §4.1) asks GPT-4V to rewrite a correct answer so that it stays plausible, keeps most of the text,
+and injects (a) a co-occurring absent object, (b) a wrong attribute, count or position, (c) a false relation; for
+yes/no items the answer is flipped. Here the scene graph makes each rewrite exact:
+- `object`: one sentence about an absent category is inserted, preferring the co-occurrence partner of a present
+  category (the world's statistics, as POVID picks plausible co-occurring objects), in a free cell;
+- `attribute`: one stated colour, size, count or position is changed to a false one;
+- `relation`: a false relation between two present objects is added;
+- `flip`: a yes/no answer is inverted.
+
+`inject(prompt, answer, kind=None)` picks a kind the answer allows. The same interface is what a judge-backed
+injector (an LLM rewriting free text) offers, so POVID's pipeline runs on either.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from vlpref.data.schema import Prompt
+from vlpref.world.parse import parse_claims, sentences_of, words_of
+from vlpref.world.scenes import CATEGORIES, COLORS, NUMBER_WORDS, SIZES, Scene, WorldConfig, position_phrase
+from vlpref.world.tasks import RELATIONS, noun_phrase
+
+KINDS = ("object", "attribute", "relation")
+
+
+@dataclass(frozen=True)
+class Injection:
+    text: str
+    kind: str
+    detail: str
+
+
+class WorldInjector:
+    """Rewrites correct answers into hallucinated ones; deterministic in `seed` and the call sequence."""
+
+    def __init__(self, seed: int = 0, world: WorldConfig | None = None):
+        self.rng = random.Random(f"inject:{seed}")
+        self.world = world or WorldConfig()
+
+    def inject(self, prompt: Prompt, answer: str, kind: str | None = None) -> Injection:
+        scene = Scene.from_dict(prompt.meta["scene"])
+        if prompt.meta.get("task") in ("pope", "relation") or words_of(answer)[:1] in (["yes"], ["no"]):
+            return self._flip(answer)
+        kinds = [kind] if kind else list(KINDS)
+        self.rng.shuffle(kinds)
+        for k in kinds:
+            result = {"object": self._object, "attribute": self._attribute, "relation": self._relation}[k](
+                scene, answer)
+            if result is not None:
+                return result
+        raise ValueError(f"prompt {prompt.id}: cannot inject {kind or 'any'} hallucination into {answer!r}")
+
+    # -- kinds ---------------------------------------------------------------------------------------------------
+
+    def _flip(self, answer: str) -> Injection:
+        said = words_of(answer)[:1]
+        text = "No." if said == ["yes"] else "Yes."
+        return Injection(text, "flip", f"answer flipped from {answer!r}")
+
+    def _object(self, scene: Scene, answer: str) -> Injection | None:
+        absent = [c for c in CATEGORIES if c not in scene.categories]
+        free = [(r, c) for r in range(3) for c in range(3) if all((o.row, o.col) != (r, c) for o in scene.objects)]
+        if not absent or not free:
+            return None
+        partner_of = self.world.partner_of
+        partners = [partner_of[c] for c in sorted(scene.categories) if partner_of.get(c) in absent]
+        category = self.rng.choice(partners) if partners else self.rng.choice(absent)
+        row, col = self.rng.choice(free)
+        size, color = self.rng.choice(SIZES), self.rng.choice(list(COLORS))
+        sentence = f"There is a {size} {color} {category} {position_phrase(row, col)}."
+        parts = [s.strip() + "." for s in sentences_of(answer)]
+        at = self.rng.randint(1, len(parts)) if parts else 0  # after the first sentence, keep most text intact
+        parts.insert(at, sentence)
+        why = f"added absent {category}" + (" (co-occurs with a present shape)" if category in partners else "")
+        return Injection(" ".join(parts), "object", why)
+
+    def _attribute(self, scene: Scene, answer: str) -> Injection | None:
+        """Change one stated colour / size / count / position of a present category into a false one."""
+        claims = parse_claims(answer)
+        options = []
+        for m in claims.objects:
+            if m.category not in scene.categories:
+                continue
+            held = [o for o in scene.objects if o.category == m.category]
+            if m.color:
+                options += [("color", m, c) for c in COLORS if all(o.color != c for o in held)]
+            if m.size:
+                options += [("size", m, s) for s in SIZES if all(o.size != s for o in held)]
+            if m.count is not None:
+                options += [("count", m, n) for n in (m.count + 1, m.count + 2) if n < len(NUMBER_WORDS)]
+        if not options:
+            return None
+        what, mention, new = self.rng.choice(options)
+        sentences = sentences_of(answer)
+        target = sentences[mention.sentence]
+        if what == "count":
+            pattern = rf"\b({NUMBER_WORDS[mention.count]}|{mention.count})\b"
+            replacement = NUMBER_WORDS[new]
+            # "one circle" -> "two circles": the noun follows the number
+            rewritten = re.sub(pattern, replacement, target, count=1, flags=re.IGNORECASE)
+            rewritten = re.sub(rf"\b{mention.category}\b(?!s|es)", _plural(mention.category), rewritten, count=1)
+            rewritten = re.sub(r"\bThere is\b", "There are", rewritten, count=1)
+        else:
+            old = mention.color if what == "color" else mention.size
+            rewritten = re.sub(rf"\b{old}\b", str(new), target, count=1)
+        text = answer.replace(target, rewritten, 1)
+        return Injection(text, "attribute", f"{mention.category}: {what} {new}")
+
+    def _relation(self, scene: Scene, answer: str) -> Injection | None:
+        """Append a relation between two present categories that no pair of their objects satisfies."""
+        categories = sorted(scene.categories, key=CATEGORIES.index)
+        options = []
+        for a in categories:
+            for b in categories:
+                if a == b:
+                    continue
+                for kind in RELATIONS:
+                    pairs = [(x, y) for x in scene.objects if x.category == a
+                             for y in scene.objects if y.category == b]
+                    if pairs and not any(scene.relation(x, kind, y) for x, y in pairs):
+                        options.append((a, kind, b))
+        if not options:
+            return None
+        a, kind, b = self.rng.choice(options)
+        sentence = f"The {a} is {kind} the {b}."
+        return Injection(f"{answer.rstrip()} {sentence}", "relation", f"false relation: {a} {kind} {b}")
+
+
+def _plural(category: str) -> str:
+    return category + ("es" if category.endswith(("s", "x")) else "s")
+
+
+__all__ = ["Injection", "KINDS", "WorldInjector", "noun_phrase"]

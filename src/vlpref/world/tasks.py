@@ -1,0 +1,185 @@
+"""Tasks with reference answers, generated from scene graphs, as ordinary vlpref Prompt records.
+
+    >>> from vlpref.world.tasks import build_split
+    >>> prompts = build_split("data/world-eval", "eval", images=200)   # dataset folder: records.jsonl + images/
+
+Every prompt carries its ground truth in `meta`: the task type, the scene graph (`meta["scene"]`) and task fields
+(the asked category, the yes/no label, the POPE split …), so metrics and the oracle judge need nothing else.
+
+Task types (`meta["task"]`):
+- `describe`: "Describe the image in detail." -> the ground-truth caption (one sentence per object, reading order);
+- `pope`: "Is there a {category} in the image?" -> Yes/No, with POPE's negatives: `random` (any absent category),
+  `popular` (the most frequent absent categories), `adversarial` (absent categories that co-occur most with the
+  present ones, i.e. their partners), balanced with positives as POPE does;
+- `color`, `size`, `count`, `position`: attribute questions about a present category;
+- `relation`: "Is the {a} left of / above / next to the {b}?" -> Yes/No;
+- `open`: "What is in the image? Explain what you see." -> a summary plus the caption, judged for helpfulness.
+
+Splits draw scenes from disjoint seeds (`SPLIT_SEEDS`), so evaluation images never appear in training data.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+from vlpref.data.schema import Prompt, Turn
+from vlpref.data.store import write_records
+from vlpref.world.scenes import (
+    CATEGORIES,
+    COLORS,
+    NUMBER_WORDS,
+    SIZES,
+    Scene,
+    WorldConfig,
+    make_scene,
+    position_phrase,
+)
+
+# Disjoint scene seeds per split: evaluation scenes never appear in any training split.
+SPLIT_SEEDS = {"sft": 1, "prefs": 2, "eval": 3}
+RELATIONS = ("left of", "above", "next to")
+DESCRIBE_PROMPTS = ("Describe the image in detail.", "What do you see in the picture? Describe it.")
+OPEN_PROMPT = "What is in the image? Explain what you see."
+POPE_SPLITS = ("random", "popular", "adversarial")
+
+
+def plural(category: str) -> str:
+    return category + ("es" if category.endswith(("s", "x", "ch")) else "s")
+
+
+def noun_phrase(obj, article: str = "a") -> str:
+    return f"{article} {obj.size} {obj.color} {obj.category}"
+
+
+def caption(scene: Scene) -> str:
+    """The ground-truth description: how many objects, then one sentence per object in reading order."""
+    n = len(scene.objects)
+    head = "There is one object." if n == 1 else f"There are {NUMBER_WORDS[n]} objects."
+    body = " ".join(f"There is {noun_phrase(o)} {position_phrase(o.row, o.col)}." for o in scene.objects)
+    return f"{head} {body}"
+
+
+def open_answer(scene: Scene) -> str:
+    """A helpful answer to the open prompt: what kinds of shapes there are, then the caption."""
+    kinds = sorted(scene.categories, key=CATEGORIES.index)
+    counted = ", ".join(
+        f"{NUMBER_WORDS[scene.count(c)]} {c if scene.count(c) == 1 else plural(c)}" for c in kinds
+    )
+    return f"The image shows simple shapes: {counted}. {caption(scene)}"
+
+
+def category_frequency(config: WorldConfig, seed: int, images: int = 2000) -> list[str]:
+    """Categories from most to least frequent over `images` scenes of a split (POPE's 'popular' ranking)."""
+    counts = Counter(c for i in range(images) for c in make_scene(config, seed, i).categories)
+    return [c for c, _ in counts.most_common()] + [c for c in CATEGORIES if c not in counts]
+
+
+def pope_items(scene: Scene, config: WorldConfig, popular: list[str], rng: random.Random) -> list[dict]:
+    """POPE's recipe for one image: each present category as a 'yes', and as many absent ones as 'no' per split."""
+    present = sorted(scene.categories, key=CATEGORIES.index)
+    absent = [c for c in CATEGORIES if c not in scene.categories]
+    items = []
+    for split in POPE_SPLITS:
+        k = min(len(present), len(absent))
+        if split == "random":
+            negatives = rng.sample(absent, k)
+        elif split == "popular":
+            negatives = [c for c in popular if c in absent][:k]
+        else:  # adversarial: partners of present categories first (co-occurrence), then the popular rest
+            partners = [config.partner_of[c] for c in present if config.partner_of.get(c) in absent]
+            ranked = list(dict.fromkeys(partners + [c for c in popular if c in absent]))
+            negatives = ranked[:k]
+        for category in present[:k]:
+            items.append({"split": split, "category": category, "label": "yes"})
+        for category in negatives:
+            items.append({"split": split, "category": category, "label": "no"})
+    return items
+
+
+def _qa(scene: Scene, rng: random.Random) -> list[tuple[str, str, dict]]:
+    """Attribute, count, position and relation questions with their answers and ground-truth fields."""
+    out = []
+    unique = [o for o in scene.objects if scene.count(o.category) == 1]
+    for o in unique:
+        out.append((f"What color is the {o.category}?", f"The {o.category} is {o.color}.",
+                    {"task": "color", "category": o.category, "answer": o.color}))
+        out.append((f"Is the {o.category} large or small?", f"The {o.category} is {o.size}.",
+                    {"task": "size", "category": o.category, "answer": o.size}))
+        out.append((f"Where is the {o.category}?", f"The {o.category} is {position_phrase(o.row, o.col)}.",
+                    {"task": "position", "category": o.category, "answer": position_phrase(o.row, o.col)}))
+    for category in sorted(scene.categories, key=CATEGORIES.index):
+        n = scene.count(category)
+        answer = f"There is one {category}." if n == 1 else f"There are {NUMBER_WORDS[n]} {plural(category)}."
+        out.append((f"How many {plural(category)} are there?", answer,
+                    {"task": "count", "category": category, "answer": NUMBER_WORDS[n]}))
+    if len(unique) >= 2:
+        a, b = rng.sample(unique, 2)
+        kind = rng.choice(RELATIONS)
+        holds = scene.relation(a, kind, b)
+        out.append((f"Is the {a.category} {kind} the {b.category}?", "Yes." if holds else "No.",
+                    {"task": "relation", "a": a.category, "relation": kind, "b": b.category,
+                     "label": "yes" if holds else "no"}))
+    return out
+
+
+def scene_prompts(scene: Scene, config: WorldConfig, popular: list[str], tasks: tuple[str, ...],
+                  rng: random.Random) -> list[Prompt]:
+    """All requested tasks for one scene, as prompts whose images point at images/<scene id>.png."""
+    image = f"images/{scene.id}.png"
+    graph = scene.to_dict()
+
+    def prompt(suffix: str, question: str, answer: str, fields: dict) -> Prompt:
+        return Prompt(id=f"{scene.id}-{suffix}", images=[image],
+                      turns=[Turn(role="user", text=f"<image>\n{question}"), Turn(role="assistant", text=answer)],
+                      source="shapes-world", meta={**fields, "scene": graph})
+
+    out = []
+    if "describe" in tasks:
+        out.append(prompt("describe", rng.choice(DESCRIBE_PROMPTS), caption(scene), {"task": "describe"}))
+    if "open" in tasks:
+        out.append(prompt("open", OPEN_PROMPT, open_answer(scene), {"task": "open"}))
+    if "pope" in tasks:
+        for i, item in enumerate(pope_items(scene, config, popular, rng)):
+            out.append(prompt(f"pope{i}", f"Is there a {item['category']} in the image?",
+                              "Yes." if item["label"] == "yes" else "No.", {"task": "pope", **item}))
+    if "qa" in tasks:
+        for i, (question, answer, fields) in enumerate(_qa(scene, rng)):
+            out.append(prompt(f"qa{i}", question, answer, fields))
+    return out
+
+
+def build_split(
+    out: str | Path,
+    split: str,
+    images: int,
+    config: WorldConfig | None = None,
+    tasks: tuple[str, ...] = ("describe", "open", "pope", "qa"),
+    seed: int = 0,
+) -> list[Prompt]:
+    """Render `images` scenes of `split` into a dataset folder with every requested task; returns the prompts."""
+    config = config or WorldConfig()
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    scene_seed = seed * 1000 + SPLIT_SEEDS[split]
+    popular = category_frequency(config, scene_seed)
+    rng = random.Random(f"tasks:{scene_seed}")
+    prompts = []
+    for index in range(images):
+        scene = make_scene(config, scene_seed, index)
+        scene.render().save(out / "images" / f"{scene.id}.png")
+        prompts.extend(scene_prompts(scene, config, popular, tasks, rng))
+    write_records(out, "prompts", prompts, world_split=split, world_seed=seed, world_config=config.model_dump())
+    return prompts
+
+
+def world_vocabulary() -> list[str]:
+    """Every word the world's prompts and answers use (the tokenizer's vocabulary is closed over it)."""
+    words = set(CATEGORIES) | {plural(c) for c in CATEGORIES} | set(COLORS) | set(SIZES) | set(NUMBER_WORDS)
+    for text in (*DESCRIBE_PROMPTS, OPEN_PROMPT, *RELATIONS,
+                 "there is are one object objects a the at on in top middle bottom left center right",
+                 "what color is how many where large or small yes no image shows simple shapes",
+                 "the image does not have any it", "is there"):
+        words |= set(text.lower().replace(".", " ").replace("?", " ").replace(",", " ").replace(":", " ").split())
+    return sorted(words)

@@ -1,0 +1,127 @@
+"""The shapes world: determinism, tasks, the claim parser and exact metrics on hand-built scenes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from vlpref.data.store import read_records
+from vlpref.models.tokenizer import build_word_tokenizer
+from vlpref.world.metrics import check_response, description_metrics
+from vlpref.world.parse import parse_claims
+from vlpref.world.scenes import Scene, SceneObject, WorldConfig, make_scene
+from vlpref.world.tasks import build_split, caption, world_vocabulary
+
+# A hand-built scene: red circle top-left, large blue square centre, two small green stars on the bottom row.
+SCENE = Scene(id="t", objects=(
+    SceneObject("circle", "red", "small", 0, 0),
+    SceneObject("square", "blue", "large", 1, 1),
+    SceneObject("star", "green", "small", 2, 0),
+    SceneObject("star", "green", "small", 2, 2),
+))
+
+
+def digest(folder) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    build_split(tmp_path / "a", "eval", images=12, seed=5)
+    build_split(tmp_path / "b", "eval", images=12, seed=5)
+    build_split(tmp_path / "c", "eval", images=12, seed=6)
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    assert digest(tmp_path / "a") != digest(tmp_path / "c")
+
+
+def test_splits_use_disjoint_scenes(tmp_path):
+    sft = {p.meta["scene"]["id"] for p in build_split(tmp_path / "s", "sft", images=20)}
+    evaluation = {p.meta["scene"]["id"] for p in build_split(tmp_path / "e", "eval", images=20)}
+    assert not sft & evaluation
+
+
+def test_co_occurrence_is_far_above_chance():
+    config = WorldConfig()
+    scenes = [make_scene(config, 0, i) for i in range(3000)]
+    with_circle = [s for s in scenes if "circle" in s.categories and len(s.objects) >= 2]
+    with_heart = [s for s in scenes if "heart" in s.categories and len(s.objects) >= 2]
+    p_square = sum("square" in s.categories for s in with_circle) / len(with_circle)
+    p_square_given_heart = sum("square" in s.categories for s in with_heart) / len(with_heart)
+    assert p_square > 0.5 > p_square_given_heart
+
+
+def test_tasks_and_vocabulary(tmp_path):
+    prompts = build_split(tmp_path / "w", "eval", images=30)
+    assert {p.meta["task"] for p in prompts} == {"describe", "open", "pope", "color", "size", "count", "position",
+                                                 "relation"}
+    assert read_records(tmp_path / "w", check_image_files=True) == prompts
+    tokenizer = build_word_tokenizer(world_vocabulary())
+    for p in prompts:  # the vocabulary is closed: no prompt or answer has an unknown word
+        for turn in p.turns:
+            assert tokenizer.unk_token_id not in tokenizer(turn.text)["input_ids"], turn.text
+    pope = [p for p in prompts if p.meta["task"] == "pope"]
+    for split in ("random", "popular", "adversarial"):
+        labels = [p.meta["label"] for p in pope if p.meta["split"] == split]
+        assert labels.count("yes") == labels.count("no") > 0  # balanced, as POPE
+    for p in pope:
+        present = {o["category"] for o in p.meta["scene"]["objects"]}
+        assert (p.meta["category"] in present) == (p.meta["label"] == "yes")
+
+
+def test_adversarial_negatives_are_partners():
+    import random
+
+    from vlpref.world.tasks import pope_items
+
+    config = WorldConfig()
+    scene = Scene(id="x", objects=(SceneObject("circle", "red", "small", 0, 0),))
+    items = pope_items(scene, config, popular=["triangle", "square", "star"], rng=random.Random(0))
+    adversarial = [i["category"] for i in items if i["split"] == "adversarial" and i["label"] == "no"]
+    popular = [i["category"] for i in items if i["split"] == "popular" and i["label"] == "no"]
+    assert adversarial == ["square"] and popular == ["triangle"]
+
+
+def test_caption_is_fully_correct():
+    facts = check_response(SCENE, caption(SCENE))
+    assert caption(SCENE).startswith("There are four objects. There is a small red circle at the top left.")
+    assert facts.errors == [] and facts.coverage == 1.0 and facts.correct == 4 + 8 + 4
+
+
+@pytest.mark.parametrize("text, errors", [
+    ("There is a yellow triangle.", ["absent triangle"]),
+    ("There is a blue circle.", ["circle: color blue"]),
+    ("There is a large circle.", ["circle: size large"]),
+    ("There are three stars.", ["star: count 3"]),
+    ("There are two green stars.", []),
+    ("There is one square in the center.", []),
+    ("There is a red circle at the bottom right.", ["circle: position bottom right"]),
+    ("The circle is above the square.", []),
+    ("The square is above the circle.", ["square above circle"]),
+    ("The star is next to the square.", ["star next to square"]),
+    ("The circle is not left of the square.", ["circle not left of square"]),
+    ("There is no triangle.", []),
+])
+def test_each_kind_of_hallucination(text, errors):
+    assert check_response(SCENE, text).errors == errors
+
+
+def test_parser_rules():
+    claims = parse_claims("There are two red circles at the top left. The star is left of the square.")
+    first = claims.mentions[0]
+    assert (first.category, first.color, first.count, first.row, first.col) == ("circle", "red", 2, 0, 0)
+    assert [(r.a, r.relation, r.b) for r in claims.relations] == [("star", "left of", "square")]
+    assert [(r.a, r.relation, r.b) for r in parse_claims("The square is right of the star.").relations] == [
+        ("star", "left of", "square")]  # stored as the inverse claim
+    assert parse_claims("There is no star.").objects == []
+    assert parse_claims("The circle is on the left.").mentions[0].row == 1  # middle row
+    assert parse_claims("The circle is red.").mentions[0].color == "red"
+
+
+def test_description_metrics_by_hand():
+    # caption 1: circle, triangle (absent) -> 1 of 2 hallucinated; caption 2: square, star -> none
+    got = description_metrics([SCENE, SCENE], ["There is a red circle. There is a triangle.",
+                                               "There is a square. There are two stars."])
+    assert got["chair_i"] == pytest.approx(1 / 4) and got["chair_s"] == pytest.approx(1 / 2)
+    assert got["coverage"] == pytest.approx((1 / 3 + 2 / 3) / 2)
+    assert got["attribute_hallucination"] == 0.0 and got["count_hallucination"] == 0.0
