@@ -8,10 +8,11 @@ import yaml
 from vlpref.config import StrictModel, load_yaml, parse
 from vlpref.demo import DemoConfig
 from vlpref.errors import ConfigError
+from vlpref.world.pretrain import PoolConfig
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 # recipe name (its `recipe:` key) -> the schema that runs it; grows as recipes are added.
-SCHEMAS = {"foundation-demo": DemoConfig}
+SCHEMAS = {"foundation-demo": DemoConfig, "world-pretrain": PoolConfig}
 
 
 def test_unknown_key_names_nearest_valid_key(tmp_path):
@@ -54,3 +55,8 @@ def test_every_shipped_recipe_loads(path):
 
 def test_recipes_exist():
     assert list(RECIPES.rglob("*.yaml")), "the recipe test must not pass vacuously"
+
+
+def test_world_recipe_equals_the_defaults():
+    """`vlpref world pretrain` without --config must make what recipes/world_pretrain.yaml describes."""
+    assert load_yaml(PoolConfig, RECIPES / "world_pretrain.yaml") == PoolConfig()

@@ -217,6 +217,71 @@ def from_hf_cmd(
     _report(load_hf(path, out), "records", out, None)
 
 
+world_app = typer.Typer(help="The shapes world: scenes with exact ground truth, a tiny pretrained VLM, metrics.",
+                        no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+
+@world_app.command("generate")
+def world_generate(
+    out: Annotated[Path, typer.Option(help="dataset folder to write (records.jsonl + images/)")],
+    split: Annotated[str, typer.Option(help="sft | prefs | eval (disjoint scene seeds)")] = "eval",
+    images: Annotated[int, typer.Option(help="number of scenes")] = 500,
+    tasks: Annotated[str, typer.Option(help="comma-separated: describe, open, pope, qa")] = "describe,open,pope,qa",
+    seed: int = 0,
+):
+    """Render scenes and write their task prompts with reference answers and scene graphs."""
+    from vlpref.world.tasks import SPLIT_SEEDS, build_split
+
+    if split not in SPLIT_SEEDS:
+        raise VlprefError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_SEEDS)}")
+    chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
+    unknown = set(chosen) - {"describe", "open", "pope", "qa"}
+    if unknown:
+        raise VlprefError(f"unknown task(s) {', '.join(sorted(unknown))}; choose from describe, open, pope, qa")
+    prompts = build_split(out, split, images, tasks=chosen, seed=seed)
+    console.print(f"[green]wrote {len(prompts)} prompts over {images} scenes[/] to {out}")
+
+
+@world_app.command("pretrain")
+def world_pretrain(
+    out: Annotated[Path, typer.Option(help="folder for the model(s)")] = Path("models/world"),
+    config: Annotated[Path | None, typer.Option(help="pretraining YAML (default: recipes/world_pretrain.yaml "
+                                                        "values)")] = None,
+    pool: Annotated[bool, typer.Option(help="also train the model pool (VLFeedback stand-in)")] = False,
+    data: Annotated[Path | None, typer.Option(help="sft data folder (built if missing)")] = None,
+    evaluate: Annotated[bool, typer.Option(help="measure CHAIR / POPE on a held-out split after training")] = True,
+):
+    """Train the world's tiny LLaVA (and, with --pool, its model pool) by SFT on world data, on the CPU."""
+    from vlpref.config import load_yaml
+    from vlpref.world.pretrain import PoolConfig, run_pretrain
+
+    cfg = load_yaml(PoolConfig, config) if config else PoolConfig()
+    run_pretrain(cfg, out, data=data, pool=pool, evaluate=evaluate, log=console.print)
+
+
+@world_app.command("eval")
+def world_eval(
+    model: Annotated[str, typer.Argument(help="model folder or hub id")],
+    data: Annotated[Path | None, typer.Option(help="world eval split (default: built under the model folder)")]
+    = None,
+    images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
+):
+    """Greedy answers on held-out scenes: CHAIR_s/CHAIR_i, attribute/count/position/relation hallucination,
+    coverage, and world-POPE per split."""
+    import json
+
+    from vlpref.models.vlm import VLM
+    from vlpref.world.metrics import evaluate_world
+    from vlpref.world.tasks import build_split
+
+    data = data or Path(model) / "world-eval"
+    if not (data / "records.jsonl").is_file():
+        build_split(data, "eval", images)
+    results = evaluate_world(VLM.load(model), data)
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2))
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for everything the demo writes")] = Path("runs/demo"),

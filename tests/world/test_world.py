@@ -125,3 +125,24 @@ def test_description_metrics_by_hand():
     assert got["chair_i"] == pytest.approx(1 / 4) and got["chair_s"] == pytest.approx(1 / 2)
     assert got["coverage"] == pytest.approx((1 / 3 + 2 / 3) / 2)
     assert got["attribute_hallucination"] == 0.0 and got["count_hallucination"] == 0.0
+
+
+def test_small_objects_cannot_be_told_apart_but_large_ones_can():
+    def image(category, size):
+        return Scene(id="s", objects=(SceneObject(category, "red", size, 1, 1),)).render().tobytes()
+
+    assert image("circle", "small") == image("star", "small") == image("hexagon", "small")
+    assert len({image(c, "large") for c in ("circle", "square", "triangle", "star", "cross", "heart", "diamond",
+                                              "hexagon")}) == 8
+
+
+def test_training_pope_positives_are_visible_objects(tmp_path):
+    sft = [p for p in build_split(tmp_path / "s", "sft", images=60) if p.meta["task"] == "pope"]
+    for p in sft:
+        if p.meta["label"] == "yes":
+            sizes = {o["size"] for o in p.meta["scene"]["objects"] if o["category"] == p.meta["category"]}
+            assert "large" in sizes
+    evaluation = [p for p in build_split(tmp_path / "e", "eval", images=60) if p.meta["task"] == "pope"]
+    small_only = [p for p in evaluation if p.meta["label"] == "yes" and {
+        o["size"] for o in p.meta["scene"]["objects"] if o["category"] == p.meta["category"]} == {"small"}]
+    assert small_only  # evaluation still asks about objects the model cannot resolve

@@ -31,7 +31,7 @@ from vlpref.models.vlm import without_video
 # smolvlm (SmolVLM2) is Idefics3's layout with a video-capable processor.
 ARCHITECTURES = ("llava", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "gemma3")
 
-TEMPLATE_WORDS = ["helpful", "you", "are"]
+TEMPLATE_WORDS = ["helpful", "you", "are", "user", "assistant", "system", "model"]  # words the chat templates use
 
 # A shared Jinja prelude: accept string content or a list of {"type": "text"|"image"} blocks, as HF chat templates do.
 _PARTS = (
@@ -108,10 +108,12 @@ def _llava(words: list[str], image_size: int, sizes: Sizes) -> tuple[PreTrainedM
 
     tok = build_word_tokenizer(words, special_tokens=["<image>"], eos_token="</s>", chat_template=LLAVA_TEMPLATE)
     patch = sizes.vision.pop("patch_size", 8)  # the shapes world uses 16: one patch per scene cell
+    tie = sizes.text.pop("tie_word_embeddings", False)
     config = LlavaConfig(
+        tie_word_embeddings=tie,
         vision_config=dict(model_type="clip_vision_model", image_size=image_size, patch_size=patch,
                            projection_dim=sizes.vision["hidden_size"], **sizes.vision),
-        text_config=dict(model_type="llama", **sizes.text, **_text_ids(tok)),
+        text_config=dict(model_type="llama", **sizes.text, **_text_ids(tok), tie_word_embeddings=tie),
         image_token_index=tok.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",  # drop CLS, as LLaVA-1.5 does
         vision_feature_layer=-2,
@@ -259,9 +261,11 @@ def build_tiny(
     """
     if arch not in BUILDERS:
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    # LLaVA alone also takes vision={"patch_size": ...} (default 8); the others' token layouts assume 8.
+    # LLaVA alone also takes vision={"patch_size": ...} (default 8; the others' token layouts assume 8) and
+    # text={"tie_word_embeddings": True}.
     vision_keys = {*VISION, "patch_size"} if arch == "llava" else set(VISION)
-    for given, allowed, name in ((text, set(TEXT), "text"), (vision, vision_keys, "vision")):
+    text_keys = {*TEXT, "tie_word_embeddings"} if arch == "llava" else set(TEXT)
+    for given, allowed, name in ((text, text_keys, "text"), (vision, vision_keys, "vision")):
         unknown = set(given or {}) - allowed
         if unknown:
             raise ValueError(f"unknown {name} size key(s) {sorted(unknown)}; valid: {sorted(allowed)}")

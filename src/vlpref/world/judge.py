@@ -13,7 +13,8 @@ pipeline that names no judge runs offline on it. Rubrics (methods.md §1.2, §2.
 
 Scoring, from `metrics.check_response` (every claim checked against the scene):
 - Visual Faithfulness: 5 with no hallucinated fact; otherwise 1 + 4 x precision, rounded, at most 4. One wrong fact
-  always costs at least a point, so a ground-truth answer outranks itself with any injected hallucination.
+  always costs at least a point, so a ground-truth answer outranks itself with any injected hallucination. A wrong
+  answer to a question is itself unfaithful: 1 for yes/no (a "yes" to an absent object), at most 2 otherwise.
 - Helpfulness: whether the question is answered. For descriptions: 1 + 4 x coverage x precision, rounded. For yes/no
   and attribute questions: 5 if right, 1 if wrong, 2 if the response does not answer.
 - Ethical Considerations: 5; the world holds abstract shapes only (no people, no sensitive content).
@@ -112,6 +113,11 @@ class OracleJudge:
     def _one(self, prompt: Prompt, scene: Scene, candidate: Candidate, rubric: str) -> Annotation:
         facts = check_response(scene, candidate.text)
         faithful, helpful = _faithfulness(facts), _helpfulness(prompt, candidate.text, facts)
+        if _answers_question(prompt, candidate.text, facts) is False:
+            # A wrong answer asserts something the image does not show: "Yes" to an absent object is the
+            # hallucination POPE measures; a wrong colour is an ungrounded attribute.
+            faithful = min(faithful, 1 if prompt.meta["task"] in YES_NO_TASKS else 2)
+            facts.wrong_answers.append(f"wrong answer (expected {prompt.meta.get('label', prompt.meta.get('answer'))})")
         why = _rationale(facts)
         if rubric == "vlfeedback":
             aspects = {

@@ -43,12 +43,13 @@ class Facts:
     wrong_relations: list[str] = field(default_factory=list)
     covered: set[str] = field(default_factory=set)
     missed: set[str] = field(default_factory=set)
+    wrong_answers: list[str] = field(default_factory=list)  # set by the judge for wrong answers to questions
 
     @property
     def errors(self) -> list[str]:
         """Every hallucinated fact, as short phrases (for rationales)."""
         return ([f"absent {c}" for c in self.hallucinated_objects] + self.wrong_attributes + self.wrong_counts
-                + self.wrong_positions + self.wrong_relations)
+                + self.wrong_positions + self.wrong_relations + self.wrong_answers)
 
     @property
     def correct(self) -> int:

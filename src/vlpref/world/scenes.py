@@ -8,7 +8,8 @@
     (48, 48)
 
 A scene is a 3x3 grid of cells, each holding at most one object: a shape category (circle, square …) with a colour and
-a size. Positions and relations come from the grid: "at the top left", "left of", "above", "next to" (adjacent cells).
+a size. Large objects show their shape; small ones are too small to resolve and show only their colour (see SMALL).
+Positions and relations come from the grid: "at the top left", "left of", "above", "next to" (adjacent cells).
 With 16-pixel cells and the tiny LLaVA's 16-pixel patches, each image token sees exactly one cell, so a tiny vision
 tower can learn to see within minutes on a CPU.
 
@@ -45,6 +46,12 @@ COLORS = {
 SIZES = ("small", "large")
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
+# Object radius as a share of the cell. Small objects are below the resolution at which the world's "camera"
+# resolves shape: every small object is drawn as the same ~4-px disc of its colour, whatever its category, like a
+# distant object in a photograph. Captions still name the true category (annotators knew), so a model can only guess
+# a small object's category, and the co-occurrence prior is what it guesses with: the mechanism of object
+# hallucination this world exists to reproduce. Large shapes are drawn in full.
+SMALL, LARGE = 0.13, 0.43
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -60,6 +67,8 @@ class WorldConfig(StrictModel):
         description="category pairs that co-occur far more often than chance",
     )
     co_occurrence: float = Field(default=0.8, ge=0.0, le=1.0, description="P(partner present | category present)")
+    small_fraction: float = Field(default=0.3, ge=0.0, le=1.0,
+                                  description="share of objects too small to resolve (drawn as a disc)")
     category_weights: list[float] = Field(
         default_factory=lambda: [8, 6, 5, 4, 3, 3, 2, 2],
         description="relative frequency of each category as a scene's first object (COCO-like skew)",
@@ -133,14 +142,17 @@ class Scene:
         return cls(id=data["id"], objects=tuple(SceneObject(**o) for o in data["objects"]), cell=data["cell"])
 
     def render(self) -> Image.Image:
-        """Draw the scene: each object centred in its cell; small objects fill ~40% of the cell, large ~85%."""
+        """Draw the scene: large objects as their shape (~85% of the cell), small ones as a coloured disc (SMALL)."""
         side = 3 * self.cell
         image = Image.new("RGB", (side, side), self.background)
         draw = ImageDraw.Draw(image)
         for o in self.objects:
             cx, cy = (o.col + 0.5) * self.cell, (o.row + 0.5) * self.cell
-            r = self.cell * (0.21 if o.size == "small" else 0.43)
-            _draw_shape(draw, o.category, cx, cy, r, COLORS[o.color])
+            if o.size == "small":
+                r = self.cell * SMALL
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=COLORS[o.color])
+            else:
+                _draw_shape(draw, o.category, cx, cy, self.cell * LARGE, COLORS[o.color])
         return image
 
 
@@ -188,7 +200,8 @@ def make_scene(config: WorldConfig, seed: int, index: int) -> Scene:
         categories.append(rng.choice(others))
     cells = rng.sample(range(9), len(categories))
     objects = [
-        SceneObject(category=c, color=rng.choice(list(COLORS)), size=rng.choice(SIZES), row=cell // 3, col=cell % 3)
+        SceneObject(category=c, color=rng.choice(list(COLORS)),
+                    size="small" if rng.random() < config.small_fraction else "large", row=cell // 3, col=cell % 3)
         for c, cell in zip(categories, cells, strict=True)
     ]
     objects.sort(key=lambda o: (o.row, o.col))  # reading order: descriptions list objects in it

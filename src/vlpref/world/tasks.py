@@ -76,9 +76,18 @@ def category_frequency(config: WorldConfig, seed: int, images: int = 2000) -> li
     return [c for c, _ in counts.most_common()] + [c for c in CATEGORIES if c not in counts]
 
 
-def pope_items(scene: Scene, config: WorldConfig, popular: list[str], rng: random.Random) -> list[dict]:
-    """POPE's recipe for one image: each present category as a 'yes', and as many absent ones as 'no' per split."""
-    present = sorted(scene.categories, key=CATEGORIES.index)
+def pope_items(scene: Scene, config: WorldConfig, popular: list[str], rng: random.Random,
+               visible_only: bool = False) -> list[dict]:
+    """POPE's recipe for one image: each present category as a 'yes', and as many absent ones as 'no' per split.
+
+    `visible_only` (the sft split) asks 'yes' questions only about categories with a large, resolvable object, as an
+    annotator writing questions from what they can see would. Small objects are drawn without their shape, so a
+    'yes' about one is a label the image cannot support; in training such labels drown the signal a tiny model needs
+    to learn to bind the asked category to image tokens. Evaluation splits ask about every present category, so a
+    model still pays for missing (or guessing) small ones.
+    """
+    visible = {o.category for o in scene.objects if o.size == "large"}
+    present = sorted(visible if visible_only else scene.categories, key=CATEGORIES.index)
     absent = [c for c in CATEGORIES if c not in scene.categories]
     items = []
     for split in POPE_SPLITS:
@@ -125,7 +134,7 @@ def _qa(scene: Scene, rng: random.Random) -> list[tuple[str, str, dict]]:
 
 
 def scene_prompts(scene: Scene, config: WorldConfig, popular: list[str], tasks: tuple[str, ...],
-                  rng: random.Random) -> list[Prompt]:
+                  rng: random.Random, visible_only: bool = False) -> list[Prompt]:
     """All requested tasks for one scene, as prompts whose images point at images/<scene id>.png."""
     image = f"images/{scene.id}.png"
     graph = scene.to_dict()
@@ -141,7 +150,7 @@ def scene_prompts(scene: Scene, config: WorldConfig, popular: list[str], tasks: 
     if "open" in tasks:
         out.append(prompt("open", OPEN_PROMPT, open_answer(scene), {"task": "open"}))
     if "pope" in tasks:
-        for i, item in enumerate(pope_items(scene, config, popular, rng)):
+        for i, item in enumerate(pope_items(scene, config, popular, rng, visible_only)):
             out.append(prompt(f"pope{i}", f"Is there a {item['category']} in the image?",
                               "Yes." if item["label"] == "yes" else "No.", {"task": "pope", **item}))
     if "qa" in tasks:
@@ -169,7 +178,7 @@ def build_split(
     for index in range(images):
         scene = make_scene(config, scene_seed, index)
         scene.render().save(out / "images" / f"{scene.id}.png")
-        prompts.extend(scene_prompts(scene, config, popular, tasks, rng))
+        prompts.extend(scene_prompts(scene, config, popular, tasks, rng, visible_only=split == "sft"))
     write_records(out, "prompts", prompts, world_split=split, world_seed=seed, world_config=config.model_dump())
     return prompts
 

@@ -1,0 +1,95 @@
+"""The oracle judge and the hallucination injector."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlpref.data.schema import Candidate
+from vlpref.world.inject import WorldInjector
+from vlpref.world.judge import OracleJudge
+from vlpref.world.metrics import check_response
+from vlpref.world.scenes import Scene
+from vlpref.world.tasks import build_split
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    return build_split(tmp_path_factory.mktemp("world"), "eval", images=40)
+
+
+def cand(prompt, text, name="c"):
+    return Candidate(id=f"{prompt.id}/{name}", prompt_id=prompt.id, model_id=name, text=text)
+
+
+def rank(annotation) -> float:
+    """Each paper's ranking rule: VLFeedback the mean of its three aspects; Li-Lin-Pei (HelpSteer) the sum of
+    Helpfulness, Correctness and Coherence (methods.md §1.1, §2.1)."""
+    if annotation.rubric == "vlfeedback":
+        return annotation.mean_score()
+    return sum(annotation.aspects[k].score for k in ("Helpfulness", "Correctness", "Coherence"))
+
+
+def test_oracle_prefers_ground_truth_over_any_injection(prompts):
+    """The issue's bar is >= 99% of 1,000 cases (README); here every case of a 40-scene sample must hold."""
+    judge, injector = OracleJudge(), WorldInjector(seed=1)
+    kinds = set()
+    for p in prompts:
+        injected = injector.inject(p, p.reference)
+        kinds.add(injected.kind)
+        for rubric, key in (("vlfeedback", "Visual Faithfulness"), ("helpsteer", "Correctness")):
+            truth, fake = judge.annotate(p, [cand(p, p.reference, "gt"), cand(p, injected.text, "inj")], rubric)
+            assert rank(truth) > rank(fake), (p.id, rubric, injected)
+            assert fake.aspects[key].score < truth.aspects[key].score
+    assert kinds == {"object", "attribute", "relation", "flip"}
+
+
+def test_injections_are_real_hallucinations_and_keep_most_text(prompts):
+    injector = WorldInjector(seed=2)
+    for p in [p for p in prompts if p.meta["task"] == "describe"]:
+        for kind in ("object", "attribute", "relation"):
+            try:
+                out = injector.inject(p, p.reference, kind=kind)
+            except ValueError:
+                continue  # e.g. no two categories to relate in a one-object scene
+            facts = check_response(Scene.from_dict(p.meta["scene"]), out.text)
+            assert facts.errors, (kind, out)
+            assert out.kind == kind
+            kept = set(p.reference.split(". ")) & set(out.text.split(". "))
+            assert len(kept) >= len(p.reference.split(". ")) - 1  # at most one sentence changed
+
+
+def test_object_injection_prefers_co_occurring_partner(prompts):
+    injector = WorldInjector(seed=3)
+    p = next(p for p in prompts if p.meta["task"] == "describe"
+             and {o["category"] for o in p.meta["scene"]["objects"]} == {"circle"})
+    assert "square" in injector.inject(p, p.reference, kind="object").text
+
+
+def test_vlfeedback_and_helpsteer_scales_and_rationales(prompts):
+    judge = OracleJudge()
+    p = next(p for p in prompts if p.meta["task"] == "describe" and len(p.meta["scene"]["objects"]) >= 2)
+    [vlf] = judge.annotate(p, [cand(p, "There is a purple hexagon. " + p.reference)], "vlfeedback")
+    assert set(vlf.aspects) == {"Helpfulness", "Ethical Considerations", "Visual Faithfulness"}
+    assert all(1 <= a.score <= 5 for a in vlf.aspects.values())
+    if "hexagon" not in {o["category"] for o in p.meta["scene"]["objects"]}:
+        assert "absent hexagon" in vlf.aspects["Visual Faithfulness"].rationale
+    assert json.loads(vlf.raw)["errors"] and vlf.judge_id == "world-oracle" and vlf.parse_status == "ok"
+    [hs] = judge.annotate(p, [cand(p, "")], "helpsteer")
+    assert set(hs.aspects) == {"Helpfulness", "Correctness", "Coherence", "Complexity", "Verbosity"}
+    assert all(0 <= a.score <= 4 for a in hs.aspects.values())
+    assert hs.aspects["Verbosity"].score == 0 and "Missed:" in hs.aspects["Helpfulness"].rationale
+
+
+def test_yes_no_and_attribute_answers(prompts):
+    judge = OracleJudge()
+    for task in ("pope", "color", "count", "position", "relation"):
+        p = next(p for p in prompts if p.meta["task"] == task)
+        right, = judge.annotate(p, [cand(p, p.reference)])
+        assert right.aspects["Helpfulness"].score == 5, (task, p.reference)
+    p = next(p for p in prompts if p.meta["task"] == "pope" and p.meta["label"] == "no")
+    wrong, = judge.annotate(p, [cand(p, "Yes.")])
+    assert wrong.aspects["Helpfulness"].score == 1
+    with pytest.raises(ValueError, match="unknown rubric"):
+        judge.annotate(p, [cand(p, "Yes.")], rubric="mmhal")
