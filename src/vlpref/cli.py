@@ -249,7 +249,8 @@ def world_pretrain(
     config: Annotated[Path | None, typer.Option(help="pretraining YAML (default: recipes/world_pretrain.yaml "
                                                         "values)")] = None,
     pool: Annotated[bool, typer.Option(help="also train the model pool (VLFeedback stand-in)")] = False,
-    data: Annotated[Path | None, typer.Option(help="sft data folder (built if missing)")] = None,
+    data: Annotated[Path | None, typer.Option(help="folder for the sft/ and eval/ scenes (built if missing; "
+                                                  "default OUT/data)")] = None,
     evaluate: Annotated[bool, typer.Option(help="measure CHAIR / POPE on a held-out split after training")] = True,
 ):
     """Train the world's tiny LLaVA (and, with --pool, its model pool) by SFT on world data, on the CPU."""
@@ -262,7 +263,8 @@ def world_pretrain(
 
 @world_app.command("eval")
 def world_eval(
-    model: Annotated[str, typer.Argument(help="model folder or hub id")],
+    model: Annotated[str | None, typer.Argument(help="model folder or hub id (default: the shipped world-base)")]
+    = None,
     data: Annotated[Path | None, typer.Option(help="world eval split (default: built under the model folder)")]
     = None,
     images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
@@ -273,9 +275,11 @@ def world_eval(
 
     from vlpref.models.vlm import VLM
     from vlpref.world.metrics import evaluate_world
+    from vlpref.world.models import world_model_path
     from vlpref.world.tasks import build_split
 
-    data = data or Path(model) / "world-eval"
+    model = model or str(world_model_path())
+    data = data or Path("runs/world-eval")
     if not (data / "records.jsonl").is_file():
         build_split(data, "eval", images)
     results = evaluate_world(VLM.load(model), data)

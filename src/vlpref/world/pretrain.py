@@ -178,10 +178,11 @@ class PoolConfig(StrictModel):
 def run_pretrain(config: PoolConfig, out: str | Path, data: str | Path | None = None, pool: bool = False,
                  evaluate: bool = True, log=print) -> list[dict]:
     """Train the base model (and the pool) into out/<name>/, evaluate each on held-out scenes, and write
-    out/world_models.json with sizes, training seconds and metrics."""
+    out/world_models.json with sizes, training seconds and metrics. Training and evaluation scenes are written to
+    data/sft and data/eval (default: out/data)."""
     out = Path(out)
-    data = Path(data) if data else out / "data" / "sft"
-    eval_data = out / "data" / "eval"
+    root = Path(data) if data else out / "data"
+    data, eval_data = root / "sft", root / "eval"
     if evaluate and not (eval_data / "records.jsonl").is_file():
         build_split(eval_data, "eval", config.eval_images, config.base.world, seed=config.base.seed)
     summaries = []

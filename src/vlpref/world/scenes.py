@@ -67,7 +67,7 @@ class WorldConfig(StrictModel):
         description="category pairs that co-occur far more often than chance",
     )
     co_occurrence: float = Field(default=0.8, ge=0.0, le=1.0, description="P(partner present | category present)")
-    small_fraction: float = Field(default=0.3, ge=0.0, le=1.0,
+    small_fraction: float = Field(default=0.4, ge=0.0, le=1.0,
                                   description="share of objects too small to resolve (drawn as a disc)")
     category_weights: list[float] = Field(
         default_factory=lambda: [8, 6, 5, 4, 3, 3, 2, 2],
