@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from vlpref.data.schema import Prompt
 from vlpref.world.parse import parse_claims, sentences_of, words_of
 from vlpref.world.scenes import CATEGORIES, COLORS, NUMBER_WORDS, SIZES, Scene, WorldConfig, position_phrase
-from vlpref.world.tasks import RELATIONS, noun_phrase
+from vlpref.world.tasks import RELATIONS
 
 KINDS = ("object", "attribute", "relation")
 
@@ -138,5 +138,3 @@ class WorldInjector:
 def _plural(category: str) -> str:
     return category + ("es" if category.endswith(("s", "x")) else "s")
 
-
-__all__ = ["Injection", "KINDS", "WorldInjector", "noun_phrase"]
