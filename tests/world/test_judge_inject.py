@@ -93,3 +93,25 @@ def test_yes_no_and_attribute_answers(prompts):
     assert wrong.aspects["Helpfulness"].score == 1
     with pytest.raises(ValueError, match="unknown rubric"):
         judge.annotate(p, [cand(p, "Yes.")], rubric="mmhal")
+
+
+def test_digit_answers_count_as_numbers(prompts):
+    judge = OracleJudge()
+    p = next(p for p in prompts if p.meta["task"] == "count")
+    n = ["zero", "one", "two", "three", "four", "five"].index(p.meta["answer"])
+    noun = p.meta["category"] if n == 1 else p.meta["category"] + ("es" if p.meta["category"].endswith("s") else "s")
+    digits, = judge.annotate(p, [cand(p, f"There {'is' if n == 1 else 'are'} {n} {noun}.")])
+    assert digits.aspects["Helpfulness"].score == 5 and digits.aspects["Visual Faithfulness"].score == 5
+
+
+def test_attribute_injection_edits_only_its_own_mention(prompts):
+    """On open answers ("one circle, one square, ...") a count change must hit the chosen noun and keep grammar."""
+    injector = WorldInjector(seed=4)
+    for p in [p for p in prompts if p.meta["task"] == "open"]:
+        out = injector.inject(p, p.reference, kind="attribute")
+        facts = check_response(Scene.from_dict(p.meta["scene"]), out.text)
+        assert facts.errors, out
+        assert out.detail.split(":")[0] in " ".join(facts.errors), (out.detail, facts.errors)
+        assert " one " + "s " not in out.text and "There are one " not in out.text and "There is two" not in out.text
+    with pytest.raises(ValueError, match="unknown injection kind 'flip'"):
+        injector.inject(next(p for p in prompts if p.meta["task"] == "describe"), "There is a circle.", kind="flip")

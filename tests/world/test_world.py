@@ -146,3 +146,19 @@ def test_training_pope_positives_are_visible_objects(tmp_path):
     small_only = [p for p in evaluation if p.meta["label"] == "yes" and {
         o["size"] for o in p.meta["scene"]["objects"] if o["category"] == p.meta["category"]} == {"small"}]
     assert small_only  # evaluation still asks about objects the model cannot resolve
+
+
+@pytest.mark.parametrize("text, errors", [
+    ("There is not a triangle. There isn't a heart.", []),                 # denials are no object claims
+    ("The image does not have a triangle.", []),
+    ("There are no triangles or hearts.", []),                             # a denial carries across "or"
+    ("There are zero triangles.", []),
+    ("The square is blue and the circle is red.", []),                     # each predicate binds to its own noun
+    ("The square is large, the circle is small.", []),
+    ("There are four objects: a circle and a square.", []),               # "four" counts objects, not circles
+    ("There is no triangle next to the circle.", []),                      # no relation claim about a denied noun
+    ("There are 2 stars.", []),
+    ("There are 12 stars.", ["star: count 12"]),
+])
+def test_parser_edge_cases(text, errors):
+    assert check_response(SCENE, text).errors == errors

@@ -50,6 +50,8 @@ class WorldInjector:
         scene = Scene.from_dict(prompt.meta["scene"])
         if prompt.meta.get("task") in ("pope", "relation") or words_of(answer)[:1] in (["yes"], ["no"]):
             return self._flip(answer)
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"unknown injection kind {kind!r}; choose one of {', '.join(KINDS)} (yes/no answers flip)")
         kinds = [kind] if kind else list(KINDS)
         self.rng.shuffle(kinds)
         for k in kinds:
@@ -84,7 +86,8 @@ class WorldInjector:
         return Injection(" ".join(parts), "object", why)
 
     def _attribute(self, scene: Scene, answer: str) -> Injection | None:
-        """Change one stated colour / size / count / position of a present category into a false one."""
+        """Change one stated colour / size / count of a present category into a false one, editing exactly that
+        mention's words (the noun phrase before the category, or the predicate after "<category> is")."""
         claims = parse_claims(answer)
         options = []
         for m in claims.objects:
@@ -96,24 +99,17 @@ class WorldInjector:
             if m.size:
                 options += [("size", m, s) for s in SIZES if all(o.size != s for o in held)]
             if m.count is not None:
-                options += [("count", m, n) for n in (m.count + 1, m.count + 2) if n < len(NUMBER_WORDS)]
-        if not options:
-            return None
-        what, mention, new = self.rng.choice(options)
+                truth = scene.count(m.category, m.color)
+                options += [("count", m, n) for n in (m.count + 1, m.count + 2, m.count - 1)
+                            if 0 < n < len(NUMBER_WORDS) and n != truth]
+        self.rng.shuffle(options)
         sentences = sentences_of(answer)
-        target = sentences[mention.sentence]
-        if what == "count":
-            pattern = rf"\b({NUMBER_WORDS[mention.count]}|{mention.count})\b"
-            replacement = NUMBER_WORDS[new]
-            # "one circle" -> "two circles": the noun follows the number
-            rewritten = re.sub(pattern, replacement, target, count=1, flags=re.IGNORECASE)
-            rewritten = re.sub(rf"\b{mention.category}\b(?!s|es)", _plural(mention.category), rewritten, count=1)
-            rewritten = re.sub(r"\bThere is\b", "There are", rewritten, count=1)
-        else:
-            old = mention.color if what == "color" else mention.size
-            rewritten = re.sub(rf"\b{old}\b", str(new), target, count=1)
-        text = answer.replace(target, rewritten, 1)
-        return Injection(text, "attribute", f"{mention.category}: {what} {new}")
+        for what, mention, new in options:
+            target = sentences[mention.sentence]
+            rewritten = _rewrite(target, what, mention, new)
+            if rewritten is not None and rewritten != target:
+                return Injection(answer.replace(target, rewritten, 1), "attribute", f"{mention.category}: {what} {new}")
+        return None
 
     def _relation(self, scene: Scene, answer: str) -> Injection | None:
         """Append a relation between two present categories that no pair of their objects satisfies."""
@@ -137,4 +133,32 @@ class WorldInjector:
 
 def _plural(category: str) -> str:
     return category + ("es" if category.endswith(("s", "x")) else "s")
+
+
+def _rewrite(sentence: str, what: str, mention, new) -> str | None:
+    """`sentence` with the colour, size or count of `mention` replaced by `new`, or None if its words are not found.
+
+    Only the words tied to the mention's own noun are touched: a modifier within two words before the category
+    noun, or a colour/size in "<category> is ...". A count change also fixes the noun's number ("one circle" ->
+    "two circles") and "There is" -> "There are" when the noun phrase is that sentence's subject.
+    """
+    noun = rf"(?P<noun>{mention.category}|{_plural(mention.category)})\b"
+    if what == "count":
+        number = rf"(?P<num>\b(?:{NUMBER_WORDS[mention.count]}|{mention.count})\b)"
+        match = re.search(rf"{number}(?P<mid>(?:\s+\w+){{0,2}}?\s+){noun}", sentence, flags=re.IGNORECASE)
+        if match is None:
+            return None
+        form = mention.category if new == 1 else _plural(mention.category)
+        head = sentence[:match.start()]
+        if head.strip().lower() in ("there is", "there are"):  # the noun phrase is the subject: agree the verb
+            head = re.sub(r"There (is|are)", "There are" if new > 1 else "There is", head, flags=re.IGNORECASE)
+        return head + NUMBER_WORDS[new] + match.group("mid") + form + sentence[match.end():]
+    old = mention.color if what == "color" else mention.size
+    before = re.search(rf"\b{old}\b(?=(?:\s+\w+){{0,2}}?\s+{noun})", sentence, flags=re.IGNORECASE)
+    if before is not None:
+        return sentence[:before.start()] + str(new) + sentence[before.end():]
+    after = re.search(rf"{noun}\s+(?:is|are)\s+(?:\w+\s+)?(?P<old>{old})\b", sentence, flags=re.IGNORECASE)
+    if after is not None:
+        return sentence[:after.start("old")] + str(new) + sentence[after.end("old"):]
+    return None
 

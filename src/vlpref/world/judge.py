@@ -29,8 +29,8 @@ import json
 
 from vlpref.data.schema import Annotation, AspectScore, Candidate, Prompt
 from vlpref.world.metrics import Facts, check_response
-from vlpref.world.parse import words_of
-from vlpref.world.scenes import Scene
+from vlpref.world.parse import parse_claims, words_of
+from vlpref.world.scenes import NUMBER_WORDS, Scene
 
 VLFEEDBACK_ASPECTS = ("Helpfulness", "Ethical Considerations", "Visual Faithfulness")
 HELPSTEER_ASPECTS = ("Helpfulness", "Correctness", "Coherence", "Complexity", "Verbosity")
@@ -60,7 +60,14 @@ def _answers_question(prompt: Prompt, text: str, facts: Facts) -> bool | None:
         return None if said is None else said == meta["label"]
     words = words_of(text)
     if task in ("color", "size", "count"):
-        return None if not words else meta["answer"] in words and not facts.errors
+        # What the response claims about the asked category, through the parser ("1 circle" = "one circle").
+        attribute = {"color": "color", "size": "size", "count": "count"}[task]
+        claimed = [getattr(m, attribute) for m in parse_claims(text).objects if m.category == meta["category"]]
+        claimed = [c for c in claimed if c is not None]
+        if not claimed:
+            return None
+        expected = NUMBER_WORDS.index(meta["answer"]) if task == "count" else meta["answer"]
+        return all(c == expected for c in claimed) and not facts.errors
     if task == "position":
         return None if not words else meta["answer"] in " ".join(words) and not facts.errors
     return None

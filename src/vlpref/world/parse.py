@@ -9,8 +9,8 @@
 Rules (the whole parser):
 1. Lower-case; split into sentences at '.', '!', '?', ';' and into words at anything not a letter or digit.
 2. Every category word (singular or plural) is one object **mention** (duplicates count, as in CHAIR).
-3. A mention's colour, size and count are the colour / size / number words among the up to 3 words before it,
-   stopping at the previous category word. "one"/"a"/"an" count as 1 only when written as a number word ("one").
+3. A mention's colour, size and count come from its own noun phrase: the run of articles, colour, size and number
+   words right before it ("two small red circles"). A number written as a word or digits counts; "a" does not.
 4. A mention's position is the first position phrase after it in the same sentence and before the next category
    word: "at the top left", "on the left", "at the bottom", "in the center" (see `scenes.position_phrase`). A bare
    "top"/"bottom" fixes the row, "left"/"right" the column, "center" alone the middle cell, "middle" the row.
@@ -18,8 +18,9 @@ Rules (the whole parser):
    A colour or size within 3 words after "<noun> is/are" also belongs to it ("the circle is red").
 5. A **relation** claim is a sentence with two mentions joined by "left of", "right of", "above", "below" or
    "next to"; "not" anywhere in the sentence negates it. "right of"/"below" are stored as the inverse claim.
-6. Negated existence ("there is no X", "does not have any X": "no" or "any" among the 3 words before the noun)
-   marks the mention `negated`: it is not an object claim (CHAIR ignores it) but the parser keeps it.
+6. Negated existence marks the mention `negated`: "no X", "not a X", "isn't a X", "does not have a X", "zero X",
+   and "no X or Y" (the denial carries across or/and/nor). A negated mention is no object claim (CHAIR ignores it),
+   and relations involving one are not claims either.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ NUMBERS = {w: i for i, w in enumerate(NUMBER_WORDS)} | {str(i): i for i in range
 RELATION_WORDS = {("left", "of"): "left of", ("right", "of"): "right of", ("next", "to"): "next to"}
 SINGLE_RELATIONS = {"above": "above", "below": "below"}
 INVERSE = {"right of": "left of", "below": "above"}
-NEGATORS = {"no", "any"}  # "there is no star", "does not have any star"; a "not" elsewhere negates a relation
+ARTICLES = {"a", "an", "the", "any", "some"}
+NEGATORS = {"no", "not", "nor", "t"}  # "there is no star", "there is not a star", "there isn't a star" (isn, t)
+CONJUNCTIONS = {"or", "and", "nor"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,36 @@ class Claims:
 
 
 def words_of(sentence: str) -> list[str]:
-    return re.findall(r"[a-z]+|\d", sentence.lower())
+    return re.findall(r"[a-z]+|\d+", sentence.lower())
+
+
+def _modifier_run(words: list[str], i: int, previous: int) -> int:
+    """Start of the run of articles, colours, sizes and numbers right before the noun at i (its noun phrase)."""
+    j = i
+    while j - 1 > previous and (words[j - 1] in COLORS or words[j - 1] in SIZES or _number(words[j - 1]) is not None):
+        j -= 1
+    if j - 1 > previous and words[j - 1] in ARTICLES:  # an article opens the noun phrase: nothing before it belongs
+        j -= 1
+    return j
+
+
+def _number(word: str) -> int | None:
+    return int(word) if word.isdigit() else NUMBERS.get(word)
+
+
+def _negated(words: list[str], start: int, previous_negated: bool, previous: int) -> bool:
+    """Is the noun phrase starting at `start` denied? 'no star', 'not a star', "isn't a star", 'does not have a
+    star', and 'no stars or hearts' (a denial carries across or/and/nor)."""
+    run = words[start:]
+    if "no" in run[:3]:
+        return True
+    before = words[start - 1] if start - 1 > previous else ""
+    if before in NEGATORS:
+        return True
+    if before in ("have", "has", "contain", "contains", "show", "shows") and start - 2 > previous \
+            and words[start - 2] in NEGATORS:
+        return True
+    return previous_negated and before in CONJUNCTIONS
 
 
 def sentences_of(text: str) -> list[str]:
@@ -112,15 +144,18 @@ def parse_claims(text: str) -> Claims:
         for k, i in enumerate(cats):
             previous = cats[k - 1] if k > 0 else -1
             following = cats[k + 1] if k + 1 < len(cats) else len(words)
-            before = words[max(previous + 1, i - 3):i]
+            start = _modifier_run(words, i, previous)
+            before = words[start:i]  # only this noun's own modifiers: "the star is red and the circle" -> []
             color = next((w for w in reversed(before) if w in COLORS), None)
             size = next((w for w in reversed(before) if w in SIZES), None)
             if i + 1 < following and words[i + 1] in ("is", "are"):  # predicate: "the circle is large and red"
                 after = words[i + 2:min(following, i + 5)]
                 color = color or next((w for w in after if w in COLORS), None)
                 size = size or next((w for w in after if w in SIZES), None)
-            count = next((NUMBERS[w] for w in reversed(before) if w in NUMBERS), None)
-            negated = any(w in NEGATORS for w in before) and not any(NUMBERS.get(w, 0) > 0 for w in before)
+            count = next((_number(w) for w in reversed(before) if _number(w) is not None), None)
+            previous_negated = bool(sentence_mentions) and sentence_mentions[-1][1].negated
+            negated = count == 0 or (_negated(words, start, previous_negated, previous)
+                                     and not (count or 0) > 0)
             row, col = _position(words, i + 1, following)
             mention = Mention(category=SINGULAR[words[i]], color=color, size=size, count=count, row=row, col=col,
                               sentence=s_index, negated=negated)
@@ -138,7 +173,7 @@ def parse_claims(text: str) -> Claims:
                     relation = SINGLE_RELATIONS[between[t]]
                 if relation:
                     break
-            if relation is None:
+            if relation is None or a.negated or b.negated:  # "there is no star next to the circle" asserts nothing
                 continue
             negated = "not" in words
             if relation in INVERSE:

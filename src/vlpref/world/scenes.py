@@ -135,11 +135,14 @@ class Scene:
         raise ValueError(f"unknown relation {kind!r}")
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "objects": [asdict(o) for o in self.objects], "cell": self.cell}
+        return {"id": self.id, "objects": [asdict(o) for o in self.objects], "cell": self.cell,
+                "background": list(self.background)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Scene:
-        return cls(id=data["id"], objects=tuple(SceneObject(**o) for o in data["objects"]), cell=data["cell"])
+        background = tuple(data.get("background", (245, 245, 240)))
+        return cls(id=data["id"], objects=tuple(SceneObject(**o) for o in data["objects"]), cell=data["cell"],
+                   background=background)
 
     def render(self) -> Image.Image:
         """Draw the scene: large objects as their shape (~85% of the cell), small ones as a coloured disc (SMALL)."""

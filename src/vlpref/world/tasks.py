@@ -73,7 +73,8 @@ def open_answer(scene: Scene) -> str:
 def category_frequency(config: WorldConfig, seed: int, images: int = 2000) -> list[str]:
     """Categories from most to least frequent over `images` scenes of a split (POPE's 'popular' ranking)."""
     counts = Counter(c for i in range(images) for c in make_scene(config, seed, i).categories)
-    return [c for c, _ in counts.most_common()] + [c for c in CATEGORIES if c not in counts]
+    # Ties break by category order, never by set iteration order (which depends on the hash seed).
+    return sorted(CATEGORIES, key=lambda c: (-counts[c], CATEGORIES.index(c)))
 
 
 def pope_items(scene: Scene, config: WorldConfig, popular: list[str], rng: random.Random,
