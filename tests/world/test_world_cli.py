@@ -16,7 +16,8 @@ def test_generate_pretrain_eval(tmp_path):
         "eval_images: 10\n"
         "base: {name: quick, hidden_size: 32, scenes: 20, steps: 12, batch_size: 4, warmup_steps: 2, log_every: 6}\n"
         "pool:\n"
-        "  - {name: quick-2, hidden_size: 32, scenes: 20, steps: 6, batch_size: 4, warmup_steps: 2, log_every: 6}\n"
+        "  - {name: quick-2, hidden_size: 32, scenes: 20, steps: 6, batch_size: 4, warmup_steps: 2, log_every: 6,\n"
+        "     crisp_steps: 3}\n"
     )
     out = vlpref("world", "pretrain", "--config", str(tmp_path / "quick.yaml"), "--out", str(tmp_path / "m"),
                  "--pool")

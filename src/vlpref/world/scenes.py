@@ -69,6 +69,7 @@ class WorldConfig(StrictModel):
     co_occurrence: float = Field(default=0.8, ge=0.0, le=1.0, description="P(partner present | category present)")
     small_fraction: float = Field(default=0.4, ge=0.0, le=1.0,
                                   description="share of objects too small to resolve (drawn as a disc)")
+    small_as_disc: bool = Field(default=True, description="False draws small objects' shapes (a 'crisp' world)")
     category_weights: list[float] = Field(
         default_factory=lambda: [8, 6, 5, 4, 3, 3, 2, 2],
         description="relative frequency of each category as a scene's first object (COCO-like skew)",
@@ -116,6 +117,7 @@ class Scene:
     objects: tuple[SceneObject, ...]
     cell: int = 16
     background: tuple[int, int, int] = (245, 245, 240)
+    small_as_disc: bool = True
 
     @property
     def categories(self) -> set[str]:
@@ -151,11 +153,12 @@ class Scene:
         draw = ImageDraw.Draw(image)
         for o in self.objects:
             cx, cy = (o.col + 0.5) * self.cell, (o.row + 0.5) * self.cell
-            if o.size == "small":
+            if o.size == "small" and self.small_as_disc:
                 r = self.cell * SMALL
                 draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=COLORS[o.color])
             else:
-                _draw_shape(draw, o.category, cx, cy, self.cell * LARGE, COLORS[o.color])
+                _draw_shape(draw, o.category, cx, cy, self.cell * (LARGE if o.size == "large" else 0.2),
+                            COLORS[o.color])
         return image
 
 
@@ -208,4 +211,5 @@ def make_scene(config: WorldConfig, seed: int, index: int) -> Scene:
         for c, cell in zip(categories, cells, strict=True)
     ]
     objects.sort(key=lambda o: (o.row, o.col))  # reading order: descriptions list objects in it
-    return Scene(id=f"w{seed}-{index:06d}", objects=tuple(objects), cell=config.cell, background=config.background)
+    return Scene(id=f"w{seed}-{index:06d}", objects=tuple(objects), cell=config.cell, background=config.background,
+                 small_as_disc=config.small_as_disc)
