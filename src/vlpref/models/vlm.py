@@ -56,6 +56,13 @@ DTYPES = ("float32", "bfloat16", "float16")
 TOKEN_ALIGNED_KEYS = ("token_type_ids", "mm_token_type_ids")
 
 
+def check_supported(model_type: str, name: str) -> None:
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedModelError(
+            f"{name}: architecture {model_type!r} is not supported; vlpref supports {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+
+
 @dataclass
 class Chat:
     """A conversation to answer or score: turns with `<image>` placeholders and the images, in order."""
@@ -199,12 +206,7 @@ class VLM:
     """A Hugging Face image-text-to-text model with its processor."""
 
     def __init__(self, model, processor, name: str = "model"):
-        model_type = model.config.model_type
-        if model_type not in SUPPORTED_MODEL_TYPES:
-            raise UnsupportedModelError(
-                f"{name}: architecture {model_type!r} is not supported; vlpref supports "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)}"
-            )
+        check_supported(model.config.model_type, name)
         self.model, self.processor, self.name = model, processor, name
         self.tokenizer = processor.tokenizer
         if self.tokenizer.pad_token_id is None:  # some checkpoints ship without one; padding is masked anyway
@@ -259,12 +261,8 @@ class VLM:
         hub = {"revision": revision, "trust_remote_code": trust_remote_code}
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(name_or_path, **hub)
-        if config.model_type not in SUPPORTED_MODEL_TYPES:
-            raise UnsupportedModelError(
-                f"{name_or_path}: architecture {config.model_type!r} is not supported; vlpref supports "
-                f"{', '.join(SUPPORTED_MODEL_TYPES)}"
-            )
+        # Checked from the config, before any weights are read.
+        check_supported(AutoConfig.from_pretrained(name_or_path, **hub).model_type, name_or_path)
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = AutoModelForImageTextToText.from_pretrained(name_or_path, dtype=getattr(torch, dtype), **hub, **extra)
         if device is not None:

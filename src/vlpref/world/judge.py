@@ -61,8 +61,7 @@ def _answers_question(prompt: Prompt, text: str, facts: Facts) -> bool | None:
     words = words_of(text)
     if task in ("color", "size", "count"):
         # What the response claims about the asked category, through the parser ("1 circle" = "one circle").
-        attribute = {"color": "color", "size": "size", "count": "count"}[task]
-        claimed = [getattr(m, attribute) for m in parse_claims(text).objects if m.category == meta["category"]]
+        claimed = [getattr(m, task) for m in parse_claims(text).objects if m.category == meta["category"]]
         claimed = [c for c in claimed if c is not None]
         if not claimed:
             return None

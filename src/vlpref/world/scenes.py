@@ -92,11 +92,6 @@ class SceneObject:
     row: int
     col: int
 
-    @property
-    def position(self) -> str:
-        """'top left', 'middle center' → spoken as 'in the center' (see `position_phrase`)."""
-        return f"{ROWS[self.row]} {COLS[self.col]}"
-
 
 def position_phrase(row: int, col: int) -> str:
     """How descriptions say a cell: 'at the top left', 'on the left', 'in the center', 'at the bottom'."""
