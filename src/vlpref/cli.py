@@ -286,6 +286,77 @@ def world_eval(
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2))
 
 
+def _config(schema, path: Path | None, **overrides):
+    """The YAML at `path` (or the schema's defaults) with the command-line options that were given on top."""
+    from vlpref.config import load_yaml, parse
+
+    base = load_yaml(schema, path).model_dump() if path else {}
+    return parse(schema, {**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+ConfigOpt = Annotated[Path | None, typer.Option(help="recipe YAML; options given here override it")]
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Option(help="candidates folder (also holds the journal; rerun to resume)")],
+    config: ConfigOpt = None,
+    prompts: Annotated[Path | None, typer.Option(help="prompts folder (default: the world's prefs split)")] = None,
+    model: Annotated[str | None, typer.Option(help="sample from this one model (hub id, path or world:<name>) "
+                                                 "instead of the recipe's pool")] = None,
+    n: Annotated[int | None, typer.Option(help="responses per prompt, with --model")] = None,
+    augment: Annotated[str | None, typer.Option(help="also answer under augmented images: diffusion, moco, "
+                                                   "mdpo-crop, … (SeVa)")] = None,
+):
+    """N responses per prompt from a pool of models, each with its own decoding settings."""
+    from vlpref.candidates.sample import SampleConfig
+    from vlpref.candidates.sample import sample as run
+
+    member = {"model": model, **({"n": n} if n else {})} if model else None
+    cfg = _config(SampleConfig, config, prompts=str(prompts) if prompts else None,
+                  pool=[member] if member else None, augment={"op": augment} if augment else None)
+    run(cfg, out, log=console.print)
+    console.print(f"[green]wrote candidates[/] to {out}")
+
+
+@app.command()
+def judge(
+    candidates: Annotated[Path, typer.Option(help="candidates folder (from vlpref sample)")],
+    out: Annotated[Path, typer.Option(help="annotations folder (also holds the journal; rerun to resume)")],
+    config: ConfigOpt = None,
+    rubric: Annotated[str | None, typer.Option(help="vlfeedback (3 aspects, 1-5) or helpsteer (5 attributes, "
+                                                  "0-4)")] = None,
+    prompts: Annotated[Path | None, typer.Option(help="prompts folder (default: the candidates' own)")] = None,
+):
+    """Rate every prompt's candidates on a rubric (default judge: the world's oracle)."""
+    from vlpref.annotations.judge import JudgeConfig
+    from vlpref.annotations.judge import judge as run
+
+    cfg = _config(JudgeConfig, config, rubric=rubric, prompts=str(prompts) if prompts else None)
+    run(cfg, candidates, out, log=console.print)
+    console.print(f"[green]wrote annotations[/] to {out}")
+
+
+@app.command()
+def pairs(
+    out: Annotated[Path, typer.Option(help="pairs folder")],
+    strategy: Annotated[str | None, typer.Option(help="vlfeedback, helpsteer, seva, povid or image-contrast")]
+    = None,
+    config: ConfigOpt = None,
+    annotations: Annotated[Path | None, typer.Option(help="annotations folder (vlfeedback, helpsteer)")] = None,
+    candidates: Annotated[Path | None, typer.Option(help="candidates folder (seva)")] = None,
+    prompts: Annotated[Path | None, typer.Option(help="prompts folder (povid, image-contrast; default: the "
+                                                     "world's prefs split)")] = None,
+):
+    """Build preference pairs by one paper's rule; what makes no pair goes to OUT/skipped.jsonl with its reason."""
+    from vlpref.pairs.build import PairsConfig, build_pairs
+
+    cfg = _config(PairsConfig, config, strategy=strategy, annotations=str(annotations) if annotations else None,
+                  candidates=str(candidates) if candidates else None, prompts=str(prompts) if prompts else None)
+    build_pairs(cfg, out, log=console.print)
+    console.print(f"[green]wrote pairs[/] to {out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for everything the demo writes")] = Path("runs/demo"),

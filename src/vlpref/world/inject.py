@@ -86,8 +86,9 @@ class WorldInjector:
         return Injection(" ".join(parts), "object", why)
 
     def _attribute(self, scene: Scene, answer: str) -> Injection | None:
-        """Change one stated colour / size / count of a present category into a false one, editing exactly that
-        mention's words (the noun phrase before the category, or the predicate after "<category> is")."""
+        """Change one stated colour / size / count / position of a present category into a false one, editing
+        exactly that mention's words (the noun phrase before the category, the predicate after "<category> is", or
+        the position phrase after the noun)."""
         claims = parse_claims(answer)
         options = []
         for m in claims.objects:
@@ -98,6 +99,9 @@ class WorldInjector:
                 options += [("color", m, c) for c in COLORS if all(o.color != c for o in held)]
             if m.size:
                 options += [("size", m, s) for s in SIZES if all(o.size != s for o in held)]
+            if m.row is not None and m.col is not None:
+                options += [("position", m, (r, c)) for r in range(3) for c in range(3)
+                            if all((o.row, o.col) != (r, c) for o in held)]
             if m.count is not None:
                 truth = scene.count(m.category, m.color)
                 options += [("count", m, n) for n in (m.count + 1, m.count + 2, m.count - 1)
@@ -108,7 +112,9 @@ class WorldInjector:
             target = sentences[mention.sentence]
             rewritten = _rewrite(target, what, mention, new)
             if rewritten is not None and rewritten != target:
-                return Injection(answer.replace(target, rewritten, 1), "attribute", f"{mention.category}: {what} {new}")
+                said = position_phrase(*new) if what == "position" else new
+                return Injection(answer.replace(target, rewritten, 1), "attribute",
+                                 f"{mention.category}: {what} {said}")
         return None
 
     def _relation(self, scene: Scene, answer: str) -> Injection | None:
@@ -136,7 +142,8 @@ def _plural(category: str) -> str:
 
 
 def _rewrite(sentence: str, what: str, mention, new) -> str | None:
-    """`sentence` with the colour, size or count of `mention` replaced by `new`, or None if its words are not found.
+    """`sentence` with the colour, size, count or position of `mention` replaced by `new`, or None if its words are
+    not found.
 
     Only the words tied to the mention's own noun are touched: a modifier within two words before the category
     noun, or a colour/size in "<category> is ...". A count change also fixes the noun's number ("one circle" ->
@@ -153,6 +160,12 @@ def _rewrite(sentence: str, what: str, mention, new) -> str | None:
         if head.strip().lower() in ("there is", "there are"):  # the noun phrase is the subject: agree the verb
             head = re.sub(r"There (is|are)", "There are" if new > 1 else "There is", head, flags=re.IGNORECASE)
         return head + NUMBER_WORDS[new] + match.group("mid") + form + sentence[match.end():]
+    if what == "position":
+        said = position_phrase(mention.row, mention.col)
+        match = re.search(rf"{noun}(?P<mid>.*?)\b(?P<old>{said})\b", sentence, flags=re.IGNORECASE)
+        if match is None:
+            return None
+        return sentence[:match.start("old")] + position_phrase(*new) + sentence[match.end("old"):]
     old = mention.color if what == "color" else mention.size
     before = re.search(rf"\b{old}\b(?=(?:\s+\w+){{0,2}}?\s+{noun})", sentence, flags=re.IGNORECASE)
     if before is not None:

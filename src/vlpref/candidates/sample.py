@@ -1,0 +1,186 @@
+"""`vlpref sample`: N responses per prompt from a pool of models, each with its own decoding settings; resumable.
+
+    vlpref sample --out runs/cands                      # the world's prefs prompts, the world base model
+    vlpref sample --config recipes/vlfeedback_data.yaml --out runs/cands
+
+    >>> from vlpref.candidates.sample import SampleConfig, sample
+    >>> candidates = sample(SampleConfig(), "runs/cands")
+
+Each (prompt, model, image variant, index) is one request. Its result goes into the journal (`vlpref.journal`) the
+moment it is back, keyed by a hash of everything it depends on (the model, the prompt's text and image bytes, the
+decoding settings and the request's seed), so a killed run started again repeats no finished request. When every
+request is done, the candidates are written in input order: the output of an interrupted run equals an
+uninterrupted one's.
+
+Seeds: a request's seed is derived from (config seed, prompt id, model id, variant, index) unless its decoding sets
+one, so sampling is reproducible and independent of batching (the VLM layer seeds each row on its own).
+
+Image variants: with `augment` set, every prompt is also answered under its augmented images (SeVa's rejected
+side). The augmented images are written under out/images/<augmentation>/ and named on those candidates.
+
+Backends: `local` (transformers, batched and left-padded through `vlpref.models.vlm.VLM`). A model named
+`world:<name>` is one of the shapes world's shipped models (`world:world-base` is the default pool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from io import BytesIO
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from vlpref.config import StrictModel
+from vlpref.data.augment import AugmentConfig, augment
+from vlpref.data.images import load_image, read_image_bytes, resolve_image
+from vlpref.data.schema import Candidate, DecodingParams, Prompt
+from vlpref.data.store import read_records, write_records
+from vlpref.errors import ConfigError
+from vlpref.journal import Journal, content_key
+
+WORLD_PREFIX = "world:"
+
+
+class PoolMember(StrictModel):
+    """One model of the pool and how it samples."""
+
+    model: str = Field(default="world:world-base", description="HF hub id, local path, or world:<name>")
+    id: str | None = Field(default=None, description="name in candidate ids; default: the model's last path part")
+    n: int = Field(default=2, ge=1, description="responses per prompt (per image variant)")
+    decoding: DecodingParams = Field(default_factory=lambda: DecodingParams(temperature=1.0, max_new_tokens=64))
+    backend: Literal["local"] = "local"
+    revision: str | None = None
+    dtype: str = Field(default="float32", description="torch dtype of a local model: float32, bfloat16, float16")
+    device: str | None = None
+    batch_size: int = Field(default=16, ge=1)
+
+    @property
+    def name(self) -> str:
+        return self.id or self.model.removeprefix(WORLD_PREFIX).rstrip("/").rsplit("/", 1)[-1]
+
+
+class SampleConfig(StrictModel):
+    recipe: Literal["sample"] = "sample"
+    prompts: str | None = Field(default=None, description="prompts dataset folder; none: the world's prefs split")
+    world_images: int = Field(default=30, ge=1, description="scenes of the world prefs split, when prompts is none")
+    pool: list[PoolMember] = Field(default_factory=lambda: [PoolMember()], min_length=1)
+    augment: AugmentConfig | None = Field(default=None, description="also answer under augmented images (SeVa)")
+    original: bool = Field(default=True, description="answer under the original images")
+    seed: int = 0
+
+
+def model_path(model: str) -> str:
+    """`world:<name>` -> the shipped world model's folder; anything else is passed to from_pretrained as is."""
+    if model.startswith(WORLD_PREFIX):
+        from vlpref.world.models import world_model_path
+
+        return str(world_model_path(model.removeprefix(WORLD_PREFIX)))
+    return model
+
+
+def resolve_prompts(config_prompts: str | None, out: Path, world_images: int, seed: int) -> Path:
+    """The prompts folder: the given one, or the world's prefs split built (once) under out/prompts."""
+    if config_prompts is not None:
+        return Path(config_prompts)
+    root = out / "prompts"
+    if not (root / "records.jsonl").is_file():
+        from vlpref.world.tasks import build_split
+
+        build_split(root, "prefs", world_images, seed=seed)
+    return root
+
+
+def _image_digest(root: Path, prompt: Prompt) -> list[str]:
+    return [hashlib.sha256(read_image_bytes(root, p, file=root, record_id=prompt.id, field=f"images[{i}]")).hexdigest()
+            for i, p in enumerate(prompt.images)]
+
+
+def _load(root: Path, relative: str, candidate: Candidate, i: int):
+    return load_image(root, relative, file=root, record_id=candidate.id, field=f"images[{i}]")
+
+
+def _augmented_images(prompt: Prompt, root: Path, out: Path, config: AugmentConfig) -> list[str]:
+    """Write and return the augmented copies of a prompt's images, relative to `out`.
+
+    Augmentation is deterministic, so the bytes are made again on every run and a file that differs (a write cut
+    short by a kill) is replaced; the replacement is atomic (temporary file, then rename)."""
+    names = []
+    for i, relative in enumerate(prompt.images):
+        name = f"images/{config.tag()}/{hashlib.sha256(f'{prompt.id}|{i}'.encode()).hexdigest()[:16]}.png"
+        source = load_image(root, relative, file=root, record_id=prompt.id, field=f"images[{i}]")
+        buffer = BytesIO()
+        augment(source, config, key=f"{prompt.id}|{i}").save(buffer, format="PNG")
+        target = resolve_image(out, name)
+        if not target.is_file() or target.read_bytes() != buffer.getvalue():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(buffer.getvalue())
+            os.replace(partial, target)
+        names.append(name)
+    return names
+
+
+def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
+    """Sample every request not yet in out/journal.sqlite, then write out/records.jsonl (candidates)."""
+    from vlpref.models.vlm import VLM, Chat
+
+    out = Path(out)
+    names = [m.name for m in config.pool]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"pool: model ids must be unique, got {names}; set `id` on each member")
+    if not config.original and config.augment is None:
+        raise ConfigError("original is false and augment is unset: there is nothing to sample")
+    root = resolve_prompts(config.prompts, out, config.world_images, config.seed)
+    prompts: list[Prompt] = read_records(root)
+    journal = Journal(out / "journal.sqlite")
+    variants: list[tuple[str, AugmentConfig | None]] = ([("original", None)] if config.original else []) + (
+        [(config.augment.tag(), config.augment)] if config.augment else [])
+
+    # Every request, in output order: (candidate, journal key, chat images root, image names).
+    plan: list[tuple[PoolMember, Candidate, str, Path, list[str]]] = []
+    for prompt in prompts:
+        digest = _image_digest(root, prompt)
+        for member in config.pool:
+            for variant, aug in variants:
+                images = _augmented_images(prompt, root, out, aug) if aug else list(prompt.images)
+                for index in range(member.n):
+                    suffix = str(index) if aug is None else f"{variant}-{index}"
+                    seed = member.decoding.seed
+                    if seed is None:
+                        seed = int(content_key(config.seed, prompt.id, member.name, suffix)[:8], 16)
+                    decoding = member.decoding.model_copy(update={"seed": seed})
+                    key = content_key("sample", member.model, member.revision, [t.model_dump() for t in prompt.query],
+                                      digest, variant, decoding.model_dump())
+                    candidate = Candidate(id=f"{prompt.id}/{member.name}/{suffix}", prompt_id=prompt.id,
+                                          model_id=member.name, text="", decoding=decoding,
+                                          images=images if aug else None)
+                    plan.append((member, candidate, key, out if aug else root, images))
+
+    todo = [item for item in plan if journal.get(item[2]) is None]
+    log(f"sample: {len(plan)} requests, {len(plan) - len(todo)} already done, {len(todo)} to run")
+    by_prompt = {p.id: p for p in prompts}
+    for member in config.pool:
+        mine = [item for item in todo if item[0] is member]
+        if not mine:
+            continue
+        vlm = VLM.load(model_path(member.model), dtype=member.dtype, device=member.device, revision=member.revision)
+        for start in range(0, len(mine), member.batch_size):
+            batch = mine[start : start + member.batch_size]
+            chats = [Chat(by_prompt[c.prompt_id].query, [_load(r, name, c, i) for i, name in enumerate(images)])
+                     for _, c, _, r, images in batch]
+            outputs = vlm.generate(chats, [c.decoding for _, c, _, _, _ in batch], batch_size=member.batch_size)
+            for (_, _, key, _, _), generated in zip(batch, outputs, strict=True):
+                journal.put(key, {"text": generated.text, "finish_reason": generated.finish_reason})
+            log(f"sample: {member.name} {min(start + member.batch_size, len(mine))}/{len(mine)}")
+        del vlm
+
+    candidates = []
+    for _, candidate, key, _, _ in plan:
+        done = journal.get(key)
+        candidates.append(candidate.model_copy(update={"text": done["text"], "finish_reason": done["finish_reason"]}))
+    write_records(out, "candidates", candidates, prompts=str(root.resolve()), config=config.model_dump(),
+                  config_hash=content_key(config.model_dump()))
+    journal.close()
+    return candidates

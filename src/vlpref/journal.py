@@ -1,0 +1,71 @@
+"""A stage's record of finished work, so a killed run started again picks up where it stopped.
+
+    >>> journal = Journal("out/journal.sqlite")
+    >>> key = content_key("sample", model_id, prompt_dict, decoding)      # a hash of everything the result depends on
+    >>> if (done := journal.get(key)) is None:
+    ...     journal.put(key, {"text": call_the_model()})
+
+Each finished item is committed on its own (sqlite3 in WAL mode), so a `kill -9` loses at most the items in flight;
+the next run finds the rest and never repeats their model or API calls. Failures are journalled too (with their
+reason and attempt count) and retried by the next run. Outputs are written from the journal in input order once
+every item is done, so an interrupted-and-resumed run writes exactly what an uninterrupted one does.
+
+Keys are content hashes, not positions: editing the input (another prompt, other decoding settings) makes new keys,
+and finished work for unchanged items is still reused. Secrets never enter a key or a value (callers pass the
+endpoint URL and model name, not the API key).
+
+sqlite3 is the standard library's embedded store: atomic commits and crash safety without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+
+def content_key(*parts: Any) -> str:
+    """sha256 of the canonical JSON of `parts` (sorted keys, no whitespace): equal content, equal key."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Journal:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, so each put is its own durable transaction.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS failed "
+                         "(key TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL)")
+
+    def get(self, key: str) -> Any | None:
+        row = self._db.execute("SELECT value FROM done WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, key: str, value: Any) -> None:
+        """Record finished work (and clear an earlier failure of the same item)."""
+        self._db.execute("BEGIN")
+        self._db.execute("INSERT OR REPLACE INTO done VALUES (?, ?, ?)", (key, json.dumps(value), time.time()))
+        self._db.execute("DELETE FROM failed WHERE key = ?", (key,))
+        self._db.execute("COMMIT")
+
+    def fail(self, key: str, reason: str) -> None:
+        self._db.execute(
+            "INSERT INTO failed VALUES (?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
+            "reason = excluded.reason, attempts = attempts + 1, at = excluded.at", (key, reason, time.time()))
+
+    def failures(self) -> dict[str, tuple[str, int]]:
+        """key -> (last reason, attempts) for items that have failed and not succeeded since."""
+        return {k: (r, n) for k, r, n in self._db.execute("SELECT key, reason, attempts FROM failed")}
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM done").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,189 @@
+"""`vlpref pairs --strategy …`: each paper's preference pairs from prompts, candidates and annotations.
+
+    vlpref pairs --strategy vlfeedback --annotations runs/judged --out runs/pairs
+    vlpref pairs --strategy helpsteer --annotations runs/judged --out runs/pairs      # + rejection-sampling, steerlm
+    vlpref pairs --strategy seva --candidates runs/cands-noised --out runs/pairs
+    vlpref pairs --strategy povid --out runs/pairs                                   # world prefs prompts, injector
+    vlpref pairs --strategy image-contrast --out runs/pairs                          # mDPO's corrupted images
+
+What each strategy reads:
+- `vlfeedback`, `helpsteer`: an annotations folder (which names its candidates and prompts in meta.json).
+- `seva`: a candidates folder sampled with `augment` set, holding each model's answers on the original and on the
+  augmented images.
+- `povid`, `image-contrast`: a prompts folder with reference answers (default: the world's prefs split). POVID's
+  rejected answers come from the hallucination injector (the world's, offline); the image-contrast pairs take the
+  reference as both responses and corrupt the images (`augment`, default mDPO's crop).
+
+Everything a strategy did not turn into a pair is written to out/skipped.jsonl with its reason, and counted.
+The rule functions live in `vlpref.pairs.strategies`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from vlpref.candidates.sample import _augmented_images, resolve_prompts
+from vlpref.config import StrictModel
+from vlpref.data.augment import AugmentConfig
+from vlpref.data.images import place_image, resolve_image
+from vlpref.data.schema import Annotation, Candidate, PreferencePair, Prompt
+from vlpref.data.store import read_meta, read_records, write_records
+from vlpref.errors import ConfigError
+from vlpref.journal import content_key
+from vlpref.pairs import strategies as rules
+
+STRATEGIES = ("vlfeedback", "helpsteer", "seva", "povid", "image-contrast")
+
+
+class PairsConfig(StrictModel):
+    recipe: Literal["pairs"] = "pairs"
+    strategy: Literal["vlfeedback", "helpsteer", "seva", "povid", "image-contrast"] = "vlfeedback"
+    annotations: str | None = Field(default=None, description="annotations folder (vlfeedback, helpsteer)")
+    candidates: str | None = Field(default=None, description="candidates folder (seva; default: the annotations')")
+    prompts: str | None = Field(default=None, description="prompts folder; default: the one the inputs name, "
+                                "or the world's prefs split (povid, image-contrast)")
+    margin: float = Field(default=0.0, ge=0.0, description="vlfeedback: drop pairs whose mean ratings differ less")
+    injection_kinds: list[Literal["object", "attribute", "relation"]] = Field(
+        default_factory=lambda: ["object", "attribute", "relation"],
+        description="povid: one pair per prompt and kind the answer allows (yes/no answers are flipped instead)")
+    augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig(op="mdpo-crop"),
+                                   description="image-contrast: how the rejected images are corrupted")
+    world_images: int = Field(default=30, ge=1)
+    seed: int = 0
+
+
+def _group(items, key) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for item in items:
+        out.setdefault(getattr(item, key), []).append(item)
+    return out
+
+
+def build_pairs(config: PairsConfig, out: str | Path, log=print) -> list[PreferencePair]:
+    out = Path(out)
+    rng = random.Random(config.seed)
+    pairs: list[PreferencePair] = []
+    skipped: list[rules.Skip] = []
+    extra: dict[str, list[Prompt]] = {}  # helpsteer's SFT sets
+    meta_in: dict[str, str] = {}
+
+    if config.strategy in ("vlfeedback", "helpsteer"):
+        if config.annotations is None:
+            raise ConfigError(f"strategy {config.strategy} needs annotations (run `vlpref judge` first)")
+        annotations: list[Annotation] = read_records(config.annotations)
+        meta = read_meta(config.annotations)
+        candidates_dir = Path(config.candidates or meta["candidates"])
+        prompts_dir = Path(config.prompts or meta["prompts"])
+        prompts: list[Prompt] = read_records(prompts_dir)
+        candidates = _group(read_records(candidates_dir), "prompt_id")
+        by_prompt = _group(annotations, "prompt_id")
+        meta_in = {"annotations": str(Path(config.annotations).resolve()), "candidates": str(candidates_dir.resolve())}
+        extra = {"rejection-sampling": [], "steerlm": []}
+        for prompt in prompts:
+            mine, rated = candidates.get(prompt.id, []), by_prompt.get(prompt.id, [])
+            if not mine:
+                continue
+            if config.strategy == "vlfeedback":
+                made, why = rules.vlfeedback_pairs(prompt, mine, rated, margin=config.margin)
+            else:
+                made, why = rules.helpsteer_pairs(prompt, mine, rated, rng)
+                best = rules.best_response(prompt, mine, rated)
+                if best is not None:
+                    extra["rejection-sampling"].append(best)
+                by_id = {a.candidate_id: a for a in rated}
+                extra["steerlm"].extend(r for c in mine if c.id in by_id
+                                        and (r := rules.steerlm_record(prompt, c, by_id[c.id])) is not None)
+            pairs.extend(made)
+            skipped.extend(why)
+        if config.strategy == "vlfeedback":
+            extra = {}
+
+    elif config.strategy == "seva":
+        if config.candidates is None:
+            raise ConfigError("strategy seva needs candidates sampled with `augment` set (vlpref sample)")
+        candidates_dir = Path(config.candidates)
+        prompts_dir = Path(config.prompts or read_meta(candidates_dir)["prompts"])
+        prompts = read_records(prompts_dir)
+        by_prompt = _group(read_records(candidates_dir), "prompt_id")
+        meta_in = {"candidates": str(candidates_dir.resolve())}
+        for prompt in prompts:
+            mine: list[Candidate] = by_prompt.get(prompt.id, [])
+            originals = {(c.model_id, c.id.rsplit("/", 1)[1]): c for c in mine if c.images is None}
+            for c in mine:
+                if c.images is None:
+                    continue
+                index = c.id.rsplit("/", 1)[1].rsplit("-", 1)[1]
+                original = originals.get((c.model_id, index))
+                if original is None:
+                    skipped.append(rules.Skip(prompt.id, "no answer on the original image to pair with", c.id))
+                    continue
+                made = rules.seva_pair(prompt, original, c)
+                if isinstance(made, rules.Skip):
+                    skipped.append(made)
+                else:
+                    pairs.append(made.model_copy(update={"id": f"{prompt.id}/{c.model_id}/{index}"}))
+            if not any(c.images is not None for c in mine) and mine:
+                skipped.append(rules.Skip(prompt.id, "no answer on augmented images (sample with augment set)"))
+
+    else:  # povid, image-contrast: from prompts with reference answers
+        prompts_dir = resolve_prompts(config.prompts, out, config.world_images, config.seed)
+        prompts = read_records(prompts_dir)
+        if config.strategy == "povid":
+            from vlpref.world.inject import WorldInjector
+
+            injector = WorldInjector(seed=config.seed)
+            for prompt in prompts:
+                if prompt.reference is None:
+                    skipped.append(rules.Skip(prompt.id, "no ground-truth answer"))
+                    continue
+                yes_no = prompt.reference.strip().lower().rstrip(".") in ("yes", "no")
+                for kind in ["flip"] if yes_no else config.injection_kinds:
+                    try:
+                        injection = injector.inject(prompt, prompt.reference, kind=None if kind == "flip" else kind)
+                    except ValueError:  # e.g. no relation can be added to a one-object answer
+                        skipped.append(rules.Skip(prompt.id, f"the answer allows no {kind} injection"))
+                        continue
+                    made = rules.povid_pair(prompt, injection.text, injection.kind, injection.detail)
+                    if isinstance(made, rules.Skip):
+                        skipped.append(made)
+                    else:
+                        pairs.append(made)
+        else:
+            for prompt in prompts:
+                if prompt.reference is None or not prompt.images:
+                    skipped.append(rules.Skip(prompt.id, "needs images and a reference answer"))
+                    continue
+                corrupted = _augmented_images(prompt, prompts_dir, out, config.augment)
+                pairs.append(rules.image_contrast_pair(prompt, prompt.reference, corrupted, config.augment.tag()))
+
+    _write(out, config, pairs, skipped, extra, prompts_dir, meta_in, log)
+    return pairs
+
+
+def _write(out: Path, config: PairsConfig, pairs, skipped, extra, prompts_dir: Path, meta_in: dict, log) -> None:
+    meta = {"prompts": str(prompts_dir.resolve()), **meta_in, "config": config.model_dump(),
+            "config_hash": content_key(config.model_dump())}
+    # Pairs name the prompt's images (relative to the prompts folder): they are placed here, so the folder stands
+    # alone. Image-contrast pairs also name their corrupted images, which are already written under `out`.
+    if config.strategy == "image-contrast":
+        for pair in pairs:
+            for relative in pair.images:
+                place_image(resolve_image(prompts_dir, relative), out, relative)
+    write_records(out, "pairs", pairs, images_from=None if config.strategy == "image-contrast" else prompts_dir,
+                  **meta)
+    with (out / "skipped.jsonl").open("w") as f:
+        for s in skipped:
+            f.write(json.dumps(asdict(s)) + "\n")
+    for name, records in extra.items():
+        write_records(out / name, "prompts", records, images_from=prompts_dir, **meta)
+    reasons = Counter(s.reason.split(" (")[0] for s in skipped)
+    log(f"pairs ({config.strategy}): {len(pairs)} pairs, {len(skipped)} skipped"
+        + "".join(f"\n  {n} x {r}" for r, n in reasons.most_common())
+        + "".join(f"\n  {name}: {len(records)} SFT records in {out / name}" for name, records in extra.items()))
