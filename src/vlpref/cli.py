@@ -358,6 +358,28 @@ def pairs(
 
 
 @app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="hub id, local path or world:<name>")] = "world:world-base",
+    host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 exposes the model to your network")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    name: Annotated[str | None, typer.Option(help="model name clients send (default: the model's last path "
+                                               "part)")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
+    device: Annotated[str | None, typer.Option(help="e.g. cuda; default CPU")] = None,
+    max_batch: Annotated[int, typer.Option(help="requests generated together")] = 16,
+    max_wait_ms: Annotated[float, typer.Option(help="how long a request waits for others to batch with")] = 10.0,
+    log_requests: Annotated[Path | None, typer.Option(help="append one JSON line per request (body hash, "
+                                                           "tokens)")] = None,
+):
+    """Serve a local model on an OpenAI-compatible /v1/chat/completions (+ /v1/models), batching requests."""
+    from vlpref.serve import serve as run
+
+    run(model, host=host, port=port, name=name, dtype=dtype, device=device, max_batch=max_batch,
+        max_wait_ms=max_wait_ms, request_log=log_requests, log=console.print)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for everything the demo writes")] = Path("runs/demo"),
     config: Annotated[Path | None, typer.Option(help="demo recipe YAML (default: the built-in one)")] = None,

@@ -134,7 +134,7 @@ def test_small_objects_cannot_be_told_apart_but_large_ones_can():
     assert image("circle", "small") == image("star", "small") == image("hexagon", "small")
     crisp = [Scene(id="s", objects=(SceneObject(c, "red", "small", 1, 1),), small_as_disc=False).render().tobytes()
              for c in ("circle", "star", "hexagon")]
-    assert len(set(crisp)) == 3  # a crisp world (the curriculum's first phase) draws small shapes in full
+    assert len(set(crisp)) == 3  # a crisp world draws small shapes in full
     assert len({image(c, "large") for c in ("circle", "square", "triangle", "star", "cross", "heart", "diamond",
                                               "hexagon")}) == 8
 

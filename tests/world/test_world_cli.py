@@ -17,7 +17,7 @@ def test_generate_pretrain_eval(tmp_path):
         "base: {name: quick, hidden_size: 32, scenes: 20, steps: 12, batch_size: 4, warmup_steps: 2, log_every: 6}\n"
         "pool:\n"
         "  - {name: quick-2, hidden_size: 32, scenes: 20, steps: 6, batch_size: 4, warmup_steps: 2, log_every: 6,\n"
-        "     crisp_steps: 3}\n"
+        "     pope_first_steps: 3}\n"
     )
     out = vlpref("world", "pretrain", "--config", str(tmp_path / "quick.yaml"), "--out", str(tmp_path / "m"),
                  "--pool")

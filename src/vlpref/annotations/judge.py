@@ -2,47 +2,197 @@
 
     vlpref judge --candidates runs/cands --out runs/judged                  # the world's oracle, VLFeedback rubric
     vlpref judge --candidates runs/cands --out runs/judged --rubric helpsteer
+    vlpref judge --config recipes/judge_gpt4o.yaml --candidates runs/cands --out runs/judged
 
     >>> from vlpref.annotations.judge import JudgeConfig, judge
     >>> annotations = judge(JudgeConfig(), "runs/cands", "runs/judged")
 
-A judge backend is anything with `annotate(prompt, candidates, rubric) -> list[Annotation]`: all of a prompt's
-responses are rated in one call, as VLFeedback's GPT-4V annotation does. The world's oracle
-(`vlpref.world.judge.OracleJudge`, scores from the scene graph) is the offline default.
+All of a prompt's responses are rated in one call, with the image shown to the judge, as VLFeedback's GPT-4V
+annotation does. Backends:
+- `oracle`: the shapes world's scene-graph judge (`vlpref.world.judge.OracleJudge`), the offline default;
+- `openai`: any OpenAI-compatible endpoint (GPT-4o, Gemini's compatible API, a vLLM-served VLM, `vlpref serve`),
+  concurrent requests;
+- `local`: a transformers VLM in this process.
+The chat backends send the rubric's prompt (`vlpref.annotations.rubric`) and parse the answer. With `structured`
+on (or `auto` and the endpoint accepting `response_format`), the judge answers JSON against a schema. A response
+whose ratings do not all parse is asked again (`parse_retries`, new seed); what still fails to parse is kept with
+`parse_status` "partial"/"failed" and its raw text, and counted. Endpoint failures (after the client's retries) are
+journalled with their reason and retried by the next run; the command then exits non-zero naming them.
 
-Each prompt's call is journalled (`vlpref.journal`) under a hash of the judge, the rubric, the prompt and its
-candidates' texts, so a killed run started again never repeats a finished call. An annotation whose ratings did not
-parse is kept (with the raw text and `parse_status`) and counted in the report: the pairs stage decides what to do
-with it, and says so.
+Each prompt's result is journalled (`vlpref.journal`) under a hash of the judge, the rubric, the prompt and its
+candidates' texts, so a killed run started again never repeats a finished call. The report gives tokens used and
+the estimated cost when the endpoint's prices are configured.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vlpref.config import StrictModel
-from vlpref.data.schema import Annotation, Candidate, Prompt
+from vlpref.data.schema import Annotation, Candidate, DecodingParams, Prompt, Turn
 from vlpref.data.store import read_meta, read_records, write_records
 from vlpref.errors import VlprefError
 from vlpref.journal import Journal, content_key
+from vlpref.models.remote import Completion, Failure, RemoteEndpoint
 
 
 class JudgeConfig(StrictModel):
     recipe: Literal["judge"] = "judge"
-    backend: Literal["oracle"] = Field(default="oracle", description="oracle: the shapes world's scene-graph judge")
-    rubric: Literal["vlfeedback", "helpsteer"] = "vlfeedback"
+    backend: Literal["oracle", "openai", "local"] = Field(
+        default="oracle", description="oracle: the shapes world's scene-graph judge; openai: an OpenAI-compatible "
+        "endpoint; local: a transformers VLM")
+    rubric: str = Field(default="vlfeedback", description="vlfeedback, helpsteer, or a rubric YAML file")
     prompts: str | None = Field(default=None, description="prompts folder; default: the one the candidates name")
+    endpoint: RemoteEndpoint | None = Field(default=None, description="backend openai: the judge endpoint")
+    model: str | None = Field(default=None, description="backend local: hub id, path or world:<name>")
+    decoding: DecodingParams = Field(default_factory=lambda: DecodingParams(temperature=0.0, max_new_tokens=1024))
+    structured: Literal["auto", "on", "off"] = Field(
+        default="auto", description="ask for JSON against a schema (auto: when the endpoint accepts it)")
+    parse_retries: int = Field(default=2, ge=0, description="new attempts for a response that did not parse")
+
+    @model_validator(mode="after")
+    def _backend_settings(self) -> JudgeConfig:
+        if (self.backend == "openai") != (self.endpoint is not None):
+            raise ValueError("endpoint: set it exactly when backend is openai")
+        if (self.backend == "local") != (self.model is not None):
+            raise ValueError("model: set it exactly when backend is local")
+        if self.backend == "oracle" and self.rubric not in ("vlfeedback", "helpsteer"):
+            raise ValueError(f"rubric: the oracle judge rates vlfeedback or helpsteer, not {self.rubric!r}")
+        return self
+
+    def judge_id(self) -> str:
+        """Who judged, for annotations and journal keys (never an API key)."""
+        if self.backend == "openai":
+            return f"{self.endpoint.model}@{self.endpoint.base_url}"
+        return self.model if self.backend == "local" else "world-oracle"
 
 
-def make_judge(config: JudgeConfig):
-    """The judge backend and its id (which goes into every annotation and journal key)."""
-    from vlpref.world.judge import OracleJudge
+@dataclass
+class Usage:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
-    return OracleJudge(), "world-oracle"
+    def cost(self, prices: tuple[float, float] | None) -> float | None:
+        if prices is None:
+            return None
+        return (self.prompt_tokens * prices[0] + self.completion_tokens * prices[1]) / 1e6
+
+
+class ChatJudge:
+    """A chat model as judge: builds the rubric's prompt with the image, parses the ratings, retries what did not
+    parse. `complete(messages_list, params_list, extra) -> [Completion | Failure]` is the model call."""
+
+    def __init__(self, config: JudgeConfig, complete, judge_id: str, supports_schema: bool):
+        from vlpref.annotations.rubric import load_rubric
+
+        self.config, self.complete, self.judge_id = config, complete, judge_id
+        self.rubric = load_rubric(config.rubric)
+        self.structured = config.structured == "on" or (config.structured == "auto" and supports_schema)
+        self.usage = Usage()
+
+    def _messages(self, prompt: Prompt, candidates: list[Candidate], root: Path) -> list[dict]:
+        from vlpref.annotations.rubric import judge_prompt
+        from vlpref.models.chat_api import to_openai_messages
+        from vlpref.models.vlm import Chat
+
+        instruction = "\n".join(t.text.replace("<image>", "").strip() for t in prompt.query if t.role == "user")
+        text = judge_prompt(self.rubric, instruction, [c.text for c in candidates])
+        if self.structured:
+            text += "\nAnswer with JSON only, matching the given schema.\n"
+        images = Chat.from_prompt(prompt, root).images
+        return to_openai_messages([Turn(role="user", text="<image>" * len(images) + "\n" + text)], images)
+
+    def _extra(self, n: int) -> dict:
+        if not self.structured:
+            return {}
+        from vlpref.annotations.rubric import ratings_schema
+
+        return {"response_format": {"type": "json_schema", "json_schema": {
+            "name": f"{self.rubric.name}_ratings", "schema": ratings_schema(self.rubric, n), "strict": True}}}
+
+    def _annotations(self, candidates: list[Candidate], raw: str) -> list[Annotation]:
+        from vlpref.annotations.rubric import parse_json_ratings, parse_ratings
+
+        parse = parse_json_ratings if self.structured else parse_ratings
+        scores, status = parse(self.rubric, raw, len(candidates))
+        return [Annotation(candidate_id=c.id, prompt_id=c.prompt_id, judge_id=self.judge_id, rubric=self.rubric.name,
+                           aspects=s, raw=raw, parse_status=status,
+                           error=None if status == "ok" else f"{status} parse of the judge's answer")
+                for c, s in zip(candidates, scores, strict=True)]
+
+    def annotate_many(self, items: list[tuple[Prompt, list[Candidate]]], root: Path, on_done) -> None:
+        """Judge every (prompt, candidates); `on_done(i, annotations | Failure)` once per item, when final."""
+        pending = list(range(len(items)))
+        messages = {i: self._messages(p, c, root) for i, (p, c) in enumerate(items)}
+        for attempt in range(self.config.parse_retries + 1):
+            last = attempt == self.config.parse_retries
+            seed = (self.config.decoding.seed or 0) + attempt
+            params = [self.config.decoding.model_copy(update={"seed": seed})] * len(pending)
+            extras = [self._extra(len(items[i][1])) for i in pending]
+            results = self.complete([messages[i] for i in pending], params, extras)
+            if self.structured and self.config.structured == "auto" and any(
+                    isinstance(r, Failure) and "response_format" in r.reason for r in results):
+                self.structured = False  # the endpoint refuses schemas: ask for the rubric's text format instead
+                messages = {i: self._messages(p, c, root) for i, (p, c) in enumerate(items)}
+                results = self.complete([messages[i] for i in pending], params, [{}] * len(pending))
+            retry = []
+            for i, result in zip(pending, results, strict=True):
+                if isinstance(result, Failure):
+                    on_done(i, result)
+                    continue
+                self.usage.calls += 1
+                self.usage.prompt_tokens += result.prompt_tokens
+                self.usage.completion_tokens += result.completion_tokens
+                annotations = self._annotations(items[i][1], result.text)
+                if annotations[0].parse_status == "ok" or last:
+                    on_done(i, annotations)
+                else:
+                    retry.append(i)
+            pending = retry
+            if not pending:
+                break
+
+
+def _remote_complete(endpoint: RemoteEndpoint):
+    from vlpref.models.remote import RemoteChat
+
+    chat = RemoteChat(endpoint)
+
+    def complete(messages, params, extras):
+        # Requests of one round share their extra arguments only when equal; send each with its own.
+        results: list = [None] * len(messages)
+        groups: dict[str, list[int]] = {}
+        for i, extra in enumerate(extras):
+            groups.setdefault(json.dumps(extra, sort_keys=True), []).append(i)
+        for key, idx in groups.items():
+            out = chat.run([messages[i] for i in idx], [params[i] for i in idx], extra=json.loads(key))
+            for i, r in zip(idx, out, strict=True):
+                results[i] = r
+        return results
+
+    return complete
+
+
+def _local_complete(config: JudgeConfig):
+    from vlpref.candidates.sample import model_path
+    from vlpref.models.chat_api import from_openai_messages
+    from vlpref.models.vlm import VLM, Chat
+
+    vlm = VLM.load(model_path(config.model))
+
+    def complete(messages, params, extras):
+        chats = [Chat(*from_openai_messages(m)) for m in messages]
+        return [Completion(g.text, g.finish_reason, g.prompt_tokens, len(g.token_ids))
+                for g in vlm.generate(chats, params, batch_size=8)]
+
+    return complete
 
 
 def prompts_of(candidates_dir: Path, given: str | None) -> Path:
@@ -57,37 +207,64 @@ def prompts_of(candidates_dir: Path, given: str | None) -> Path:
 
 def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=print) -> list[Annotation]:
     candidates_dir, out = Path(candidates_dir), Path(out)
-    prompts: list[Prompt] = read_records(prompts_of(candidates_dir, config.prompts))
+    prompts_dir = prompts_of(candidates_dir, config.prompts)
+    prompts: list[Prompt] = read_records(prompts_dir)
     candidates: list[Candidate] = read_records(candidates_dir)
     by_prompt: dict[str, list[Candidate]] = {}
     for c in candidates:
         by_prompt.setdefault(c.prompt_id, []).append(c)
-    known = {p.id for p in prompts}
-    orphans = sorted(set(by_prompt) - known)
+    orphans = sorted(set(by_prompt) - {p.id for p in prompts})
     if orphans:
         raise VlprefError(f"{candidates_dir}: candidates name prompts the prompts folder lacks, e.g. {orphans[0]!r}")
-    backend, judge_id = make_judge(config)
+    judge_id = config.judge_id()
     journal = Journal(out / "journal.sqlite")
-    annotations: list[Annotation] = []
-    calls = 0
-    for prompt in prompts:
-        mine = by_prompt.get(prompt.id, [])
-        if not mine:
-            continue
-        key = content_key("judge", judge_id, config.rubric, prompt.model_dump(),
-                          [(c.id, c.text, c.images) for c in mine])
-        done = journal.get(key)
-        if done is None:
-            done = [a.model_dump() for a in backend.annotate(prompt, mine, rubric=config.rubric)]
-            journal.put(key, done)
-            calls += 1
-        annotations.extend(Annotation.model_validate(a) for a in done)
+    work = [(p, by_prompt[p.id]) for p in prompts if by_prompt.get(p.id)]
+    keys = [content_key("judge", judge_id, config.rubric, config.decoding.model_dump(), p.model_dump(),
+                        [(c.id, c.text, c.images) for c in mine]) for p, mine in work]
+    todo = [i for i, key in enumerate(keys) if journal.get(key) is None]
+    log(f"judge: {len(work)} prompts, {len(work) - len(todo)} already judged, {len(todo)} to judge")
+    failed: list[tuple[str, str]] = []
+    usage = Usage()
+    if todo and config.backend == "oracle":
+        from vlpref.world.judge import OracleJudge
+
+        oracle = OracleJudge()
+        for i in todo:
+            prompt, mine = work[i]
+            journal.put(keys[i], [a.model_dump() for a in oracle.annotate(prompt, mine, rubric=config.rubric)])
+            usage.calls += 1
+    elif todo:
+        complete = _remote_complete(config.endpoint) if config.backend == "openai" else _local_complete(config)
+        chat_judge = ChatJudge(config, complete, judge_id, supports_schema=config.backend == "openai")
+
+        def on_done(j: int, result) -> None:
+            i = todo[j]
+            if isinstance(result, Failure):
+                journal.fail(keys[i], result.reason)
+                failed.append((work[i][0].id, result.reason))
+            else:
+                journal.put(keys[i], [a.model_dump() for a in result])
+
+        chat_judge.annotate_many([work[i] for i in todo], prompts_dir, on_done)
+        usage = chat_judge.usage
+
+    annotations = [Annotation.model_validate(a) for key in keys if (done := journal.get(key)) is not None
+                   for a in done]
     status = Counter(a.parse_status for a in annotations)
-    log(f"judge: {len(annotations)} annotations ({calls} judge calls this run); parse status: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(status.items())))
+    cost = usage.cost(config.endpoint.price_per_million if config.endpoint else None)
+    log(f"judge: {len(annotations)} annotations ({usage.calls} judge calls this run, {usage.prompt_tokens} prompt + "
+        f"{usage.completion_tokens} completion tokens{f', about ${cost:.4f}' if cost is not None else ''}); "
+        "parse status: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items())))
     write_records(out, "annotations", annotations, candidates=str(candidates_dir.resolve()),
-                  prompts=str(prompts_of(candidates_dir, config.prompts).resolve()), judge=judge_id,
-                  config=config.model_dump(), config_hash=content_key(config.model_dump()),
-                  parse_status=dict(status))
+                  prompts=str(prompts_dir.resolve()), judge=judge_id, config=config.model_dump(),
+                  config_hash=content_key(config.model_dump()), parse_status=dict(status),
+                  usage={"calls": usage.calls, "prompt_tokens": usage.prompt_tokens,
+                         "completion_tokens": usage.completion_tokens, "cost_usd": cost}, incomplete=len(failed))
     journal.close()
+    if failed:
+        with (out / "failed.jsonl").open("w") as f:
+            for prompt_id, reason in failed:
+                f.write(json.dumps({"prompt": prompt_id, "reason": reason}) + "\n")
+        raise VlprefError(f"{len(failed)} judge call(s) failed after retries (first: {failed[0][1]}); reasons in "
+                          f"{out / 'failed.jsonl'}. Run the same command again to retry only those.")
     return annotations

@@ -25,20 +25,22 @@ Backends: `local` (transformers, batched and left-padded through `vlpref.models.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from io import BytesIO
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vlpref.config import StrictModel
 from vlpref.data.augment import AugmentConfig, augment
 from vlpref.data.images import load_image, read_image_bytes, resolve_image
 from vlpref.data.schema import Candidate, DecodingParams, Prompt
 from vlpref.data.store import read_records, write_records
-from vlpref.errors import ConfigError
+from vlpref.errors import ConfigError, VlprefError
 from vlpref.journal import Journal, content_key
+from vlpref.models.remote import RemoteEndpoint
 
 WORLD_PREFIX = "world:"
 
@@ -50,7 +52,9 @@ class PoolMember(StrictModel):
     id: str | None = Field(default=None, description="name in candidate ids; default: the model's last path part")
     n: int = Field(default=2, ge=1, description="responses per prompt (per image variant)")
     decoding: DecodingParams = Field(default_factory=lambda: DecodingParams(temperature=1.0, max_new_tokens=64))
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "openai"] = Field(
+        default="local", description="local: transformers in this process; openai: any OpenAI-compatible endpoint")
+    endpoint: RemoteEndpoint | None = Field(default=None, description="the endpoint, for backend openai")
     revision: str | None = None
     dtype: str = Field(default="float32", description="torch dtype of a local model: float32, bfloat16, float16")
     device: str | None = None
@@ -58,7 +62,22 @@ class PoolMember(StrictModel):
 
     @property
     def name(self) -> str:
-        return self.id or self.model.removeprefix(WORLD_PREFIX).rstrip("/").rsplit("/", 1)[-1]
+        if self.id:
+            return self.id
+        model = self.endpoint.model if self.endpoint else self.model
+        return model.removeprefix(WORLD_PREFIX).rstrip("/").rsplit("/", 1)[-1]
+
+    def identity(self) -> list:
+        """What the model's answers depend on, for journal keys: never the API key."""
+        if self.endpoint is not None:
+            return [self.endpoint.base_url, self.endpoint.model]
+        return [self.model, self.revision]
+
+    @model_validator(mode="after")
+    def _endpoint_iff_remote(self) -> PoolMember:
+        if (self.backend == "openai") != (self.endpoint is not None):
+            raise ValueError("endpoint: set it exactly when backend is openai")
+        return self
 
 
 class SampleConfig(StrictModel):
@@ -151,7 +170,7 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
                     if seed is None:
                         seed = int(content_key(config.seed, prompt.id, member.name, suffix)[:8], 16)
                     decoding = member.decoding.model_copy(update={"seed": seed})
-                    key = content_key("sample", member.model, member.revision, [t.model_dump() for t in prompt.query],
+                    key = content_key("sample", member.identity(), [t.model_dump() for t in prompt.query],
                                       digest, variant, decoding.model_dump())
                     candidate = Candidate(id=f"{prompt.id}/{member.name}/{suffix}", prompt_id=prompt.id,
                                           model_id=member.name, text="", decoding=decoding,
@@ -161,15 +180,20 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     todo = [item for item in plan if journal.get(item[2]) is None]
     log(f"sample: {len(plan)} requests, {len(plan) - len(todo)} already done, {len(todo)} to run")
     by_prompt = {p.id: p for p in prompts}
+    failed: list[tuple[str, str]] = []
     for member in config.pool:
         mine = [item for item in todo if item[0] is member]
         if not mine:
             continue
+        chat_of = lambda c, r, images: Chat(  # noqa: E731
+            by_prompt[c.prompt_id].query, [_load(r, name, c, i) for i, name in enumerate(images)])
+        if member.backend == "openai":
+            failed += _sample_remote(member, mine, chat_of, journal, log)
+            continue
         vlm = VLM.load(model_path(member.model), dtype=member.dtype, device=member.device, revision=member.revision)
         for start in range(0, len(mine), member.batch_size):
             batch = mine[start : start + member.batch_size]
-            chats = [Chat(by_prompt[c.prompt_id].query, [_load(r, name, c, i) for i, name in enumerate(images)])
-                     for _, c, _, r, images in batch]
+            chats = [chat_of(c, r, images) for _, c, _, r, images in batch]
             outputs = vlm.generate(chats, [c.decoding for _, c, _, _, _ in batch], batch_size=member.batch_size)
             for (_, _, key, _, _), generated in zip(batch, outputs, strict=True):
                 journal.put(key, {"text": generated.text, "finish_reason": generated.finish_reason})
@@ -179,8 +203,43 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     candidates = []
     for _, candidate, key, _, _ in plan:
         done = journal.get(key)
-        candidates.append(candidate.model_copy(update={"text": done["text"], "finish_reason": done["finish_reason"]}))
+        if done is not None:
+            candidates.append(candidate.model_copy(update={"text": done["text"],
+                                                           "finish_reason": done["finish_reason"]}))
     write_records(out, "candidates", candidates, prompts=str(root.resolve()), config=config.model_dump(),
-                  config_hash=content_key(config.model_dump()))
+                  config_hash=content_key(config.model_dump()), incomplete=len(failed))
     journal.close()
+    if failed:
+        with (out / "failed.jsonl").open("w") as f:
+            for candidate_id, reason in failed:
+                f.write(json.dumps({"candidate": candidate_id, "reason": reason}) + "\n")
+        raise VlprefError(f"{len(failed)} request(s) failed after retries (first: {failed[0][1]}); "
+                          f"{len(candidates)} candidates written; reasons in {out / 'failed.jsonl'}. "
+                          "Run the same command again to retry only those.")
     return candidates
+
+
+def _sample_remote(member: PoolMember, mine: list, chat_of, journal: Journal, log) -> list[tuple[str, str]]:
+    """Send a member's unfinished requests to its endpoint; journal each result as it lands."""
+    from vlpref.models.chat_api import to_openai_messages
+    from vlpref.models.remote import Completion, RemoteChat
+
+    messages = [to_openai_messages(chat.turns, chat.images)
+                for chat in (chat_of(c, r, images) for _, c, _, r, images in mine)]
+    failed: list[tuple[str, str]] = []
+
+    def on_done(i: int, result) -> None:
+        _, candidate, key, _, _ = mine[i]
+        if isinstance(result, Completion):
+            journal.put(key, {"text": result.text, "finish_reason": _finish(result.finish_reason)})
+        else:
+            journal.fail(key, result.reason)
+            failed.append((candidate.id, result.reason))
+
+    RemoteChat(member.endpoint).run(messages, [c.decoding for _, c, _, _, _ in mine], on_done=on_done)
+    log(f"sample: {member.name} {len(mine) - len(failed)}/{len(mine)} done, {len(failed)} failed")
+    return failed
+
+
+def _finish(reason: str) -> str:
+    return reason if reason in ("stop", "length") else "unknown"

@@ -90,6 +90,7 @@ class Generation:
     text: str
     token_ids: list[int]
     finish_reason: str  # "stop" (end-of-turn token) or "length" (max_new_tokens reached)
+    prompt_tokens: int = 0  # prompt length in tokens, image tokens included (for usage reports)
 
 
 def to_messages(turns: list[Turn]) -> list[dict[str, Any]]:
@@ -336,7 +337,8 @@ class VLM:
                 else:
                     reason = "length"
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-                results.append(Generation(text=text, token_ids=tokens, finish_reason=reason))
+                results.append(Generation(text=text, token_ids=tokens, finish_reason=reason,
+                                          prompt_tokens=int(inputs["attention_mask"][row].sum())))
         return results
 
     def response_ids(self, response: str) -> list[int]:

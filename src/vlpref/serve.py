@@ -1,0 +1,184 @@
+"""`vlpref serve MODEL`: an OpenAI-compatible chat endpoint over a local model, batching concurrent requests.
+
+    vlpref serve world:world-base --port 8000             # http://127.0.0.1:8000/v1
+    curl 127.0.0.1:8000/v1/models
+
+For users without vLLM (CPU, laptops) it serves a policy or a judge to anything that speaks the OpenAI API,
+vlpref's own remote backends included; vlpref's tests of every HTTP path talk to it over real HTTP.
+
+- `POST /v1/chat/completions`: messages with text and base64 image data URLs (never fetched URLs or paths);
+  `temperature`, `top_p`, `max_tokens` / `max_completion_tokens`, `seed`, `n`. Streaming, tools and
+  `response_format` are refused with a 400 naming the field, so a client knows to fall back to plain text.
+- `GET /v1/models`: the one served model.
+- Batching: requests wait up to `max_wait_ms` for others, then up to `max_batch` run as one left-padded batch
+  (`VLM.generate`); a seeded request gives the same text whatever it is batched with.
+- Bound to 127.0.0.1 unless told otherwise: a served model answers anyone who can reach the port.
+- `request_log`: one JSON line per request (time, a hash of the body, tokens): an audit of what clients asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from vlpref.data.schema import DecodingParams
+from vlpref.journal import content_key
+from vlpref.models.chat_api import from_openai_messages
+
+REFUSED = ("stream", "tools", "tool_choice", "functions", "response_format", "logprobs", "stop")
+
+
+@dataclass
+class _Pending:
+    chat: Any
+    params: DecodingParams
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """Collects concurrent requests into batches for one `generate(chats, params)` at a time (a worker thread)."""
+
+    def __init__(self, generate, max_batch: int = 16, max_wait_ms: float = 10.0):
+        self.generate, self.max_batch, self.max_wait = generate, max_batch, max_wait_ms / 1000
+        self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1)  # the model runs one batch at a time
+        self.batches: list[int] = []  # sizes, for the tests and the benchmark
+
+    async def submit(self, chat, params: DecodingParams):
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Pending(chat, params, future))
+        return await future
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                except TimeoutError:
+                    break
+            self.batches.append(len(batch))
+            # A batch that fails is run again one request at a time, so a bad request fails alone, not with the
+            # requests it happened to be batched with.
+            for group in [batch] if len(batch) == 1 else [batch, *[[p] for p in batch]]:
+                try:
+                    results = await loop.run_in_executor(
+                        self.executor, self.generate, [p.chat for p in group], [p.params for p in group])
+                except Exception as error:  # noqa: BLE001 - the request gets the error, the server lives on
+                    if len(group) == 1 and not group[0].future.done():
+                        group[0].future.set_exception(error)
+                    continue
+                for p, result in zip(group, results, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(result)
+                if group is batch:
+                    break
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error"):
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind}})
+
+
+def _params(body: dict[str, Any]) -> DecodingParams:
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+    return DecodingParams(temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
+                          max_new_tokens=max_tokens, seed=body.get("seed"))
+
+
+def build_app(model_id: str, generate, max_batch: int = 16, max_wait_ms: float = 10.0,
+              request_log: str | Path | None = None, chat_type=None):
+    """The FastAPI app serving `generate(chats, params) -> [Generation]` (e.g. `VLM.generate`) as `model_id`."""
+    from contextlib import asynccontextmanager
+
+    if chat_type is None:
+        from vlpref.models.vlm import Chat as chat_type
+    batcher = Batcher(generate, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    log_lock = threading.Lock()
+
+    @asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(batcher.run())
+        yield
+        task.cancel()
+
+    app = FastAPI(title="vlpref serve", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": model_id, "object": "model", "owned_by": "vlpref"}]}
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request):
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "the body is not valid JSON")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object")
+        if body.get("model") not in (None, model_id):
+            return _error(404, f"model {body.get('model')!r} is not served here; this server serves {model_id!r}",
+                          "not_found_error")
+        refused = [k for k in REFUSED if body.get(k) not in (None, False)]
+        if refused:
+            return _error(400, f"{refused[0]} is not supported by vlpref serve")
+        n = body.get("n", 1)
+        if not isinstance(n, int) or not 1 <= n <= 16:
+            return _error(400, "n must be an integer from 1 to 16")
+        try:
+            turns, images = from_openai_messages(body.get("messages"))
+            params = _params(body)
+            if turns[-1].role != "user":
+                raise ValueError("the last message must be the user's")
+            chat = chat_type(turns, images)
+        except ValueError as error:  # includes pydantic's ValidationError
+            return _error(400, str(error).splitlines()[0] if "validation error" not in str(error) else str(error))
+        # n > 1: each choice is its own request; a seeded request's choices take seeds seed, seed + 1, ...
+        seeds = [None if params.seed is None else params.seed + i for i in range(n)]
+        results = await asyncio.gather(*[batcher.submit(chat, params.model_copy(update={"seed": s})) for s in seeds])
+        prompt_tokens = results[0].prompt_tokens
+        completion_tokens = sum(len(r.token_ids) for r in results)
+        if request_log is not None:
+            line = json.dumps({"time": time.time(), "body": content_key(body), "n": n,
+                               "completion_tokens": completion_tokens})
+            with log_lock, open(request_log, "a") as f:
+                f.write(line + "\n")
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": model_id,
+            "choices": [{"index": i, "message": {"role": "assistant", "content": r.text},
+                         "finish_reason": r.finish_reason} for i, r in enumerate(results)],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens * n + completion_tokens},
+        }
+
+    return app
+
+
+def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, dtype: str = "float32",
+          device: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0,
+          request_log: str | Path | None = None, log=print) -> None:
+    """Load `model` (hub id, path or world:<name>) and serve it until interrupted."""
+    import uvicorn
+
+    from vlpref.candidates.sample import model_path
+    from vlpref.models.vlm import VLM
+
+    vlm = VLM.load(model_path(model), dtype=dtype, device=device)
+    model_id = name or model.removeprefix("world:").rstrip("/").rsplit("/", 1)[-1]
+    app = build_app(model_id, lambda chats, params: vlm.generate(chats, params, batch_size=max_batch),
+                    max_batch=max_batch, max_wait_ms=max_wait_ms, request_log=request_log)
+    log(f"serving {model_id} at http://{host}:{port}/v1 (batches of up to {max_batch})")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
