@@ -4,14 +4,11 @@ ratings out, parse failures retried and counted, endpoint failures journalled an
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 
 import pytest
-import uvicorn
 from PIL import Image
 
+from tests.http_helpers import running
 from vlpref.annotations.judge import JudgeConfig, judge
 from vlpref.data.schema import Candidate, Prompt, Turn
 from vlpref.data.store import read_meta, write_records
@@ -53,19 +50,9 @@ def scripted(state: dict):
 @pytest.fixture
 def endpoint(tmp_path):
     state = {"requests": [], "seeds": [], "explode": True}
-    app = build_app("judge", scripted(state), max_batch=4)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield RemoteEndpoint(base_url=f"http://127.0.0.1:{port}/v1", model="judge", api_key_env="VLPREF_TEST_KEY",
-                         max_retries=0, price_per_million=(2.5, 10.0)), state
-    server.should_exit = True
-    thread.join()
+    with running(build_app("judge", scripted(state), max_batch=4)) as url:
+        yield RemoteEndpoint(base_url=url, model="judge", api_key_env="VLPREF_TEST_KEY", max_retries=0,
+                             price_per_million=(2.5, 10.0)), state
 
 
 def data(tmp_path):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 from io import BytesIO
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,8 @@ class SampleConfig(StrictModel):
     pool: list[PoolMember] = Field(default_factory=lambda: [PoolMember()], min_length=1)
     augment: AugmentConfig | None = Field(default=None, description="also answer under augmented images (SeVa)")
     original: bool = Field(default=True, description="answer under the original images")
+    models_per_prompt: int | None = Field(default=None, ge=1, description="answer each prompt with this many pool "
+                                          "members drawn at random (VLFeedback: 4 of 12); none: every member")
     seed: int = 0
 
 
@@ -161,7 +164,12 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     plan: list[tuple[PoolMember, Candidate, str, Path, list[str]]] = []
     for prompt in prompts:
         digest = _image_digest(root, prompt)
-        for member in config.pool:
+        members = config.pool
+        if config.models_per_prompt is not None and config.models_per_prompt < len(members):
+            draw = random.Random(content_key("members", config.seed, prompt.id))
+            chosen = set(draw.sample(range(len(members)), config.models_per_prompt))
+            members = [m for i, m in enumerate(members) if i in chosen]
+        for member in members:
             for variant, aug in variants:
                 images = _augmented_images(prompt, root, out, aug) if aug else list(prompt.images)
                 for index in range(member.n):

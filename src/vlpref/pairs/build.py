@@ -35,9 +35,10 @@ from vlpref.data.augment import AugmentConfig
 from vlpref.data.images import place_image, resolve_image
 from vlpref.data.schema import Annotation, Candidate, PreferencePair, Prompt
 from vlpref.data.store import read_meta, read_records, write_records
-from vlpref.errors import ConfigError
-from vlpref.journal import content_key
+from vlpref.errors import ConfigError, VlprefError
+from vlpref.journal import Journal, content_key
 from vlpref.pairs import strategies as rules
+from vlpref.pairs.inject import InjectorConfig
 
 STRATEGIES = ("vlfeedback", "helpsteer", "seva", "povid", "image-contrast")
 
@@ -55,6 +56,8 @@ class PairsConfig(StrictModel):
         description="povid: one pair per prompt and kind the answer allows (yes/no answers are flipped instead)")
     augment: AugmentConfig = Field(default_factory=lambda: AugmentConfig(op="mdpo-crop"),
                                    description="image-contrast: how the rejected images are corrupted")
+    injector: InjectorConfig = Field(default_factory=InjectorConfig,
+                                     description="povid: who rewrites the ground truth (default: the world's injector)")
     world_images: int = Field(default=30, ge=1)
     seed: int = 0
 
@@ -136,25 +139,9 @@ def build_pairs(config: PairsConfig, out: str | Path, log=print) -> list[Prefere
         prompts_dir = resolve_prompts(config.prompts, out, config.world_images, config.seed)
         prompts = read_records(prompts_dir)
         if config.strategy == "povid":
-            from vlpref.world.inject import WorldInjector
-
-            injector = WorldInjector(seed=config.seed)
-            for prompt in prompts:
-                if prompt.reference is None:
-                    skipped.append(rules.Skip(prompt.id, "no ground-truth answer"))
-                    continue
-                yes_no = prompt.reference.strip().lower().rstrip(".") in ("yes", "no")
-                for kind in ["flip"] if yes_no else config.injection_kinds:
-                    try:
-                        injection = injector.inject(prompt, prompt.reference, kind=None if kind == "flip" else kind)
-                    except ValueError:  # e.g. no relation can be added to a one-object answer
-                        skipped.append(rules.Skip(prompt.id, f"the answer allows no {kind} injection"))
-                        continue
-                    made = rules.povid_pair(prompt, injection.text, injection.kind, injection.detail)
-                    if isinstance(made, rules.Skip):
-                        skipped.append(made)
-                    else:
-                        pairs.append(made)
+            made, why = _povid(config, prompts, prompts_dir, out, log)
+            pairs.extend(made)
+            skipped.extend(why)
         else:
             for prompt in prompts:
                 if prompt.reference is None or not prompt.images:
@@ -165,6 +152,60 @@ def build_pairs(config: PairsConfig, out: str | Path, log=print) -> list[Prefere
 
     _write(out, config, pairs, skipped, extra, prompts_dir, meta_in, log)
     return pairs
+
+
+def _povid(config: PairsConfig, prompts: list[Prompt], root: Path, out: Path, log):
+    """Chosen = ground truth; rejected = each allowed injection kind (yes/no answers are flipped exactly)."""
+    pairs, skipped, asks = [], [], []
+    for prompt in prompts:
+        if prompt.reference is None:
+            skipped.append(rules.Skip(prompt.id, "no ground-truth answer"))
+            continue
+        yes_no = prompt.reference.strip().lower().rstrip(".") in ("yes", "no")
+        if yes_no:
+            flipped = "No." if prompt.reference.strip().lower().startswith("yes") else "Yes."
+            pairs.append(rules.povid_pair(prompt, flipped, "flip", "answer flipped"))
+            continue
+        asks.extend((prompt, kind) for kind in config.injection_kinds)
+    if config.injector.backend == "world":
+        from vlpref.world.inject import WorldInjector
+
+        injector = WorldInjector(seed=config.seed)
+        for prompt, kind in asks:
+            try:
+                injection = injector.inject(prompt, prompt.reference, kind=kind)
+            except ValueError:  # e.g. no relation can be added to a one-object answer
+                skipped.append(rules.Skip(prompt.id, f"the answer allows no {kind} injection"))
+                continue
+            made = rules.povid_pair(prompt, injection.text, injection.kind, injection.detail)
+            (skipped if isinstance(made, rules.Skip) else pairs).append(made)
+        return pairs, skipped
+    # A chat model rewrites: each call is journalled, so a rerun repeats none that finished.
+    from vlpref.models.remote import Failure
+    from vlpref.pairs.inject import ChatInjector, kind_for
+
+    journal = Journal(out / "journal.sqlite")
+    injector = ChatInjector(config.injector)
+    ident = [config.injector.injector_id(), config.injector.template, config.injector.decoding.model_dump()]
+    keys = [content_key("inject", ident, p.model_dump(), kind_for(p, k)) for p, k in asks]
+    todo = [i for i, key in enumerate(keys) if journal.get(key) is None]
+    log(f"pairs (povid): {len(asks)} rewrites, {len(asks) - len(todo)} already done, {len(todo)} to request")
+    failed = []
+    for i, result in zip(todo, injector.inject_many([asks[i] for i in todo], root) if todo else [], strict=True):
+        if isinstance(result, Failure):
+            journal.fail(keys[i], result.reason)
+            failed.append(result.reason)
+        else:
+            journal.put(keys[i], result)
+    for (prompt, kind), key in zip(asks, keys, strict=True):
+        text = journal.get(key)
+        if text is not None:
+            made = rules.povid_pair(prompt, text, kind_for(prompt, kind), f"rewritten by {ident[0]}")
+            (skipped if isinstance(made, rules.Skip) else pairs).append(made)
+    journal.close()
+    if failed:
+        raise VlprefError(f"{len(failed)} rewrite request(s) failed (first: {failed[0]}); run again to retry them")
+    return pairs, skipped
 
 
 def _write(out: Path, config: PairsConfig, pairs, skipped, extra, prompts_dir: Path, meta_in: dict, log) -> None:
