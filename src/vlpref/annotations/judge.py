@@ -39,7 +39,7 @@ from vlpref.data.schema import Annotation, Candidate, DecodingParams, Prompt, Tu
 from vlpref.data.store import read_meta, read_records, write_records
 from vlpref.errors import VlprefError
 from vlpref.journal import Journal, content_key
-from vlpref.models.remote import Completion, Failure, RemoteEndpoint
+from vlpref.models.remote import Completion, Failure, RemoteEndpoint, check_backend
 
 
 class JudgeConfig(StrictModel):
@@ -58,10 +58,7 @@ class JudgeConfig(StrictModel):
 
     @model_validator(mode="after")
     def _backend_settings(self) -> JudgeConfig:
-        if (self.backend == "openai") != (self.endpoint is not None):
-            raise ValueError("endpoint: set it exactly when backend is openai")
-        if (self.backend == "local") != (self.model is not None):
-            raise ValueError("model: set it exactly when backend is local")
+        check_backend(self.backend, self.endpoint, self.model)
         if self.backend == "oracle" and self.rubric not in ("vlfeedback", "helpsteer"):
             raise ValueError(f"rubric: the oracle judge rates vlfeedback or helpsteer, not {self.rubric!r}")
         return self

@@ -50,6 +50,15 @@ class RemoteEndpoint(StrictModel):
         return "EMPTY"  # local servers (vLLM, vlpref serve) take any key
 
 
+def check_backend(backend: str, endpoint: RemoteEndpoint | None, model: str | None = None) -> None:
+    """A config's backend settings agree: an endpoint exactly for `openai`, a model exactly for `local`."""
+    if (backend == "openai") != (endpoint is not None):
+        raise ValueError("endpoint: set it exactly when backend is openai")
+    if model is not None or backend == "local":
+        if (backend == "local") != (model is not None):
+            raise ValueError("model: set it exactly when backend is local")
+
+
 @dataclass
 class Completion:
     text: str

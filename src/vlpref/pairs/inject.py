@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from vlpref.config import StrictModel, load_yaml
 from vlpref.data.schema import DecodingParams, Prompt, Turn
 from vlpref.errors import ConfigError
-from vlpref.models.remote import Completion, Failure, RemoteEndpoint
+from vlpref.models.remote import Completion, Failure, RemoteEndpoint, check_backend
 
 PROMPTS = Path(__file__).parent / "prompts"
 REASONING = re.compile(r"reasoning\s*:.*answer\s*:", re.IGNORECASE | re.DOTALL)
@@ -42,10 +42,7 @@ class InjectorConfig(StrictModel):
 
     @model_validator(mode="after")
     def _backend_settings(self) -> InjectorConfig:
-        if (self.backend == "openai") != (self.endpoint is not None):
-            raise ValueError("endpoint: set it exactly when backend is openai")
-        if (self.backend == "local") != (self.model is not None):
-            raise ValueError("model: set it exactly when backend is local")
+        check_backend(self.backend, self.endpoint, self.model)
         return self
 
     def injector_id(self) -> str:
