@@ -8,11 +8,12 @@ import yaml
 from vlpref.config import StrictModel, load_yaml, parse
 from vlpref.demo import DemoConfig
 from vlpref.errors import ConfigError
+from vlpref.pairs.recipe import DataRecipe
 from vlpref.world.pretrain import PoolConfig
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 # recipe name (its `recipe:` key) -> the schema that runs it; grows as recipes are added.
-SCHEMAS = {"foundation-demo": DemoConfig, "world-pretrain": PoolConfig}
+SCHEMAS = {"foundation-demo": DemoConfig, "world-pretrain": PoolConfig, "preference-data": DataRecipe}
 
 
 def test_unknown_key_names_nearest_valid_key(tmp_path):

@@ -286,11 +286,21 @@ def world_eval(
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2))
 
 
-def _config(schema, path: Path | None, **overrides):
-    """The YAML at `path` (or the schema's defaults) with the command-line options that were given on top."""
-    from vlpref.config import load_yaml, parse
+def _config(schema, path: Path | None, stage: str | None = None, **overrides):
+    """The YAML at `path` (or the schema's defaults) with the command-line options that were given on top. A data
+    recipe (recipe: preference-data) gives its `stage` section."""
+    import yaml
 
-    base = load_yaml(schema, path).model_dump() if path else {}
+    from vlpref.config import parse
+    from vlpref.pairs.recipe import stage_config
+
+    base = {}
+    if path:
+        try:
+            base = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise VlprefError(f"{path}: {error}") from None
+        base = parse(schema, stage_config(base, stage) if stage else base, source=str(path)).model_dump()
     return parse(schema, {**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 
@@ -313,7 +323,7 @@ def sample(
     from vlpref.candidates.sample import sample as run
 
     member = {"model": model, **({"n": n} if n else {})} if model else None
-    cfg = _config(SampleConfig, config, prompts=str(prompts) if prompts else None,
+    cfg = _config(SampleConfig, config, "sample", prompts=str(prompts) if prompts else None,
                   pool=[member] if member else None, augment={"op": augment} if augment else None)
     run(cfg, out, log=console.print)
     console.print(f"[green]wrote candidates[/] to {out}")
@@ -332,7 +342,7 @@ def judge(
     from vlpref.annotations.judge import JudgeConfig
     from vlpref.annotations.judge import judge as run
 
-    cfg = _config(JudgeConfig, config, rubric=rubric, prompts=str(prompts) if prompts else None)
+    cfg = _config(JudgeConfig, config, "judge", rubric=rubric, prompts=str(prompts) if prompts else None)
     run(cfg, candidates, out, log=console.print)
     console.print(f"[green]wrote annotations[/] to {out}")
 
@@ -351,10 +361,25 @@ def pairs(
     """Build preference pairs by one paper's rule; what makes no pair goes to OUT/skipped.jsonl with its reason."""
     from vlpref.pairs.build import PairsConfig, build_pairs
 
-    cfg = _config(PairsConfig, config, strategy=strategy, annotations=str(annotations) if annotations else None,
+    cfg = _config(PairsConfig, config, "pairs", strategy=strategy,
+                  annotations=str(annotations) if annotations else None,
                   candidates=str(candidates) if candidates else None, prompts=str(prompts) if prompts else None)
     build_pairs(cfg, out, log=console.print)
     console.print(f"[green]wrote pairs[/] to {out}")
+
+
+@app.command()
+def prefs(
+    config: Annotated[Path, typer.Option(help="data recipe YAML (recipe: preference-data), e.g. "
+                                              "recipes/seva/data_world.yaml")],
+    out: Annotated[Path, typer.Option(help="folder for candidates/, annotations/ and pairs/")],
+):
+    """A paper's whole data stage: sample, judge and build pairs, as its recipe says (each stage resumes)."""
+    from vlpref.config import load_yaml
+    from vlpref.pairs.recipe import DataRecipe, run_recipe
+
+    run_recipe(load_yaml(DataRecipe, config), out, log=console.print)
+    console.print(f"[green]wrote preference data[/] to {out}")
 
 
 @app.command()

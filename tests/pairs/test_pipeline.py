@@ -89,3 +89,23 @@ def test_image_contrast(world):
     run("pairs", "--strategy", "image-contrast", "--prompts", str(world["prompts"]), "--out", str(root / "ic"))
     pairs = pairs_of(root / "ic")
     assert all(p.chosen == p.rejected and p.rejected_images and p.rejected_images != p.images for p in pairs)
+
+
+@pytest.mark.parametrize("method", ["vlfeedback", "li_lin_pei", "seva", "povid"])
+def test_world_recipes_run_offline(method, tmp_path):
+    """Each paper's offline data recipe, shrunk to one scene, makes pairs through `vlpref prefs`."""
+    from vlpref.config import load_yaml
+    from vlpref.pairs.recipe import DataRecipe
+
+    recipe = load_yaml(DataRecipe, Path("recipes") / method / "data_world.yaml").model_dump()
+    for section in ("sample", "pairs"):
+        if recipe.get(section):
+            recipe[section]["world_images"] = 1
+    if recipe.get("sample"):
+        recipe["sample"]["prompts"] = None
+        for member in recipe["sample"]["pool"]:
+            member["decoding"]["max_new_tokens"] = 24
+    shrunk = tmp_path / "recipe.yaml"
+    shrunk.write_text(json.dumps(recipe))  # JSON is YAML
+    run("prefs", "--config", str(shrunk), "--out", str(tmp_path / "out"))
+    assert pairs_of(tmp_path / "out" / "pairs")
