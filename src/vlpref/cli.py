@@ -404,6 +404,44 @@ def serve(
         max_wait_ms=max_wait_ms, request_log=log_requests, log=console.print)
 
 
+bench_app = typer.Typer(help="Speed benchmarks, written as JSON (see docs/benchmarks.md).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+JsonOpt = Annotated[Path, typer.Option("--json", help="where to write the figures")]
+
+
+@bench_app.command("sample")
+def bench_sample_cmd(
+    json_path: JsonOpt = Path("runs/bench-sample.json"),
+    model: Annotated[str, typer.Option(help="hub id, path or world:<name>")] = "world:world-base",
+    prompts: Annotated[int, typer.Option()] = 64,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    max_new_tokens: Annotated[int, typer.Option()] = 48,
+    dtype: Annotated[str, typer.Option()] = "float32",
+    device: Annotated[str | None, typer.Option()] = None,
+):
+    """Batched greedy generation vs a one-prompt-at-a-time loop: speedup, and whether the outputs are identical."""
+    from vlpref.bench import bench_sample, write_json
+
+    result = bench_sample(model, prompts, batch_size, max_new_tokens, dtype, device)
+    write_json(result, json_path)
+    console.print_json(data=result)
+
+
+@bench_app.command("judge")
+def bench_judge_cmd(
+    json_path: JsonOpt = Path("runs/bench-judge.json"),
+    prompts: Annotated[int, typer.Option()] = 128,
+    latency_s: Annotated[float, typer.Option(help="the simulated endpoint's answer time")] = 1.0,
+    concurrency: Annotated[int, typer.Option()] = 16,
+):
+    """Judging against an endpoint with fixed latency: requests/s against the concurrency / latency bound."""
+    from vlpref.bench import bench_judge, write_json
+
+    result = bench_judge(prompts, latency_s, concurrency)
+    write_json(result, json_path)
+    console.print_json(data=result)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for everything the demo writes")] = Path("runs/demo"),

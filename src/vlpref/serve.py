@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,32 @@ def build_app(model_id: str, generate, max_batch: int = 16, max_wait_ms: float =
         }
 
     return app
+
+
+@contextmanager
+def serve_in_thread(app, host: str = "127.0.0.1"):
+    """Run an ASGI app on a free local port in a background thread; yields its base URL (".../v1").
+
+    For notebooks, benchmarks and tests: `with serve_in_thread(build_app(...)) as url: ...`."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the server on {host}:{port} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join()
 
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, dtype: str = "float32",

@@ -8,7 +8,6 @@ import re
 import pytest
 from PIL import Image
 
-from tests.http_helpers import running
 from vlpref.annotations.judge import JudgeConfig, judge
 from vlpref.data.schema import Candidate, Prompt, Turn
 from vlpref.data.store import read_meta, write_records
@@ -16,6 +15,7 @@ from vlpref.errors import VlprefError
 from vlpref.models.remote import RemoteEndpoint
 from vlpref.models.vlm import Generation
 from vlpref.serve import build_app
+from vlpref.serve import serve_in_thread as running
 
 
 def scripted(state: dict):

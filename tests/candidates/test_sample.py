@@ -106,6 +106,7 @@ def test_judge_crash_then_rerun_repeats_no_call(prompts, tmp_path, monkeypatch):
     (The oracle judges a prompt in microseconds, too fast to SIGKILL reliably mid-run; the HTTP judge's SIGKILL test
     lives with the served endpoint.)"""
     from vlpref.annotations import judge as judge_module
+    from vlpref.world import judge as world_judge
     from vlpref.world.judge import OracleJudge
 
     cands = tmp_path / "cands"
@@ -119,15 +120,16 @@ def test_judge_crash_then_rerun_repeats_no_call(prompts, tmp_path, monkeypatch):
             calls.append(prompt.id)
             return super().annotate(prompt, candidates, rubric)
 
-    monkeypatch.setattr(judge_module, "make_judge", lambda config: (Dying(), "world-oracle"))
+    monkeypatch.setattr(world_judge, "OracleJudge", Dying)
     with pytest.raises(RuntimeError):
         judge_module.judge(judge_module.JudgeConfig(), cands, tmp_path / "judged")
     first = list(calls)
     calls.clear()
-    monkeypatch.setattr(judge_module, "make_judge", lambda config: (OracleJudge(), "world-oracle"))
+    monkeypatch.setattr(world_judge, "OracleJudge", OracleJudge)
     logs = []
     judge_module.judge(judge_module.JudgeConfig(), cands, tmp_path / "judged", log=logs.append)
     n = len(read_records(prompts))
-    assert len(first) == 3 and f"({n - 3} judge calls this run)" in logs[0]
+    assert len(first) == 3 and f"3 already judged, {n - 3} to judge" in logs[0]
+    assert f"({n - 3} judge calls this run" in logs[1]
     judge_module.judge(judge_module.JudgeConfig(), cands, tmp_path / "fresh")
     assert (tmp_path / "judged" / "records.jsonl").read_bytes() == (tmp_path / "fresh" / "records.jsonl").read_bytes()

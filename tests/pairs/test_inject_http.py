@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 
-from tests.http_helpers import running
 from vlpref.data.store import read_records
 from vlpref.models.remote import RemoteEndpoint
 from vlpref.models.vlm import Generation
 from vlpref.pairs.build import PairsConfig, build_pairs
 from vlpref.pairs.inject import InjectorConfig
 from vlpref.serve import build_app
+from vlpref.serve import serve_in_thread as running
 from vlpref.world.tasks import build_split
 
 

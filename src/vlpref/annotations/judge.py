@@ -96,14 +96,14 @@ class ChatJudge:
 
     def _messages(self, prompt: Prompt, candidates: list[Candidate], root: Path) -> list[dict]:
         from vlpref.annotations.rubric import judge_prompt
+        from vlpref.data.images import load_record_images
         from vlpref.models.chat_api import to_openai_messages
-        from vlpref.models.vlm import Chat
 
         instruction = "\n".join(t.text.replace("<image>", "").strip() for t in prompt.query if t.role == "user")
         text = judge_prompt(self.rubric, instruction, [c.text for c in candidates])
         if self.structured:
             text += "\nAnswer with JSON only, matching the given schema.\n"
-        images = Chat.from_prompt(prompt, root).images
+        images = load_record_images(root, prompt)
         return to_openai_messages([Turn(role="user", text="<image>" * len(images) + "\n" + text)], images)
 
     def _extra(self, n: int) -> dict:

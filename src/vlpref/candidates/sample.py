@@ -84,7 +84,7 @@ class PoolMember(StrictModel):
 class SampleConfig(StrictModel):
     recipe: Literal["sample"] = "sample"
     prompts: str | None = Field(default=None, description="prompts dataset folder; none: the world's prefs split")
-    world_images: int = Field(default=30, ge=1, description="scenes of the world prefs split, when prompts is none")
+    world_images: int = Field(default=10, ge=1, description="scenes of the world prefs split, when prompts is none")
     pool: list[PoolMember] = Field(default_factory=lambda: [PoolMember()], min_length=1)
     augment: AugmentConfig | None = Field(default=None, description="also answer under augmented images (SeVa)")
     original: bool = Field(default=True, description="answer under the original images")

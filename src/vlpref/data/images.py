@@ -98,3 +98,11 @@ def check_relative_path(relative: str) -> str:
     if Path(relative).is_absolute() or "\\" in relative or ".." in parts:
         raise ValueError(f"image path {relative!r} must be relative to the dataset root, without '..'")
     return relative
+
+
+def load_record_images(root: str | Path, record) -> list[Image.Image]:
+    """Every image a record (prompt or pair) names, loaded from the dataset folder `root`; errors name the record
+    and field. Light: no model library is imported (remote judges and clients use it)."""
+    file = Path(root) / "records.jsonl"
+    return [load_image(root, path, file=file, record_id=record.id, field=f"images[{i}]")
+            for i, path in enumerate(record.images)]

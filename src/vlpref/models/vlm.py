@@ -41,7 +41,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from vlpref.data.images import load_image
+from vlpref.data.images import load_record_images
 from vlpref.data.schema import IMAGE_TOKEN, DecodingParams, Prompt, Turn, count_image_tokens
 from vlpref.errors import UnsupportedModelError, VlprefError
 from vlpref.numerics.logprobs import IGNORE, token_logprobs
@@ -79,10 +79,7 @@ class Chat:
     def from_prompt(cls, prompt: Prompt, root: str | Path) -> Chat:
         """The prompt's query turns with its images loaded from the dataset folder `root` (RecordError naming the
         record and field if an image is missing, corrupt or outside the root)."""
-        file = Path(root) / "records.jsonl"
-        images = [load_image(root, path, file=file, record_id=prompt.id, field=f"images[{i}]")
-                  for i, path in enumerate(prompt.images)]
-        return cls(turns=prompt.query, images=images)
+        return cls(turns=prompt.query, images=load_record_images(root, prompt))
 
 
 @dataclass

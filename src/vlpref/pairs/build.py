@@ -58,7 +58,7 @@ class PairsConfig(StrictModel):
                                    description="image-contrast: how the rejected images are corrupted")
     injector: InjectorConfig = Field(default_factory=InjectorConfig,
                                      description="povid: who rewrites the ground truth (default: the world's injector)")
-    world_images: int = Field(default=30, ge=1)
+    world_images: int = Field(default=10, ge=1, description="scenes of the world prefs split, when prompts is none")
     seed: int = 0
 
 

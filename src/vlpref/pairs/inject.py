@@ -76,15 +76,15 @@ class ChatInjector:
         self.complete = complete
 
     def messages(self, prompt: Prompt, kind: str, root: Path) -> list[dict]:
+        from vlpref.data.images import load_record_images
         from vlpref.models.chat_api import to_openai_messages
-        from vlpref.models.vlm import Chat
 
         if kind not in self.prompt.kinds:
             raise ConfigError(f"the injection prompt has no kind {kind!r}; it has {', '.join(self.prompt.kinds)}")
         question = "\n".join(t.text.replace("<image>", "").strip() for t in prompt.query if t.role == "user")
         text = self.prompt.template.format(instruction=self.prompt.kinds[kind], question=question,
                                            answer=prompt.reference)
-        images = Chat.from_prompt(prompt, root).images if self.config.show_image else []
+        images = load_record_images(root, prompt) if self.config.show_image else []
         return to_openai_messages([Turn(role="user", text="<image>" * len(images) + "\n" + text)], images)
 
     def inject_many(self, items: list[tuple[Prompt, str]], root: str | Path) -> list[str | Failure]:
