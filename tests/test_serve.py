@@ -103,6 +103,8 @@ def post(url: str, body: dict) -> tuple[int, dict]:
     ({"messages": []}, 400, "non-empty"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, 400, "messages[0]"),
     ({"messages": [{"role": "user", "content": "hi"}], "n": 0}, 400, "n must"),
+    ({"messages": [{"role": "user", "content": "hi"}], "seed": 2**63}, 400, "seed must"),
+    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, 400, "max_tokens must"),
 ])
 def test_bad_requests_get_a_clear_error(server, body, status, words):
     code, reply = post(server["url"], body)
@@ -171,3 +173,30 @@ def test_batcher_groups_waiting_requests():
 
     assert asyncio.run(main()) == [f"c{i}:{i}" for i in range(10)]
     assert sum(sizes) == 10 and max(sizes) == 4 and len(sizes) <= 4
+
+
+def test_judge_via_endpoint_resumes_after_sigkill(server, prompts, tmp_path):
+    """`vlpref judge` against the served model, killed mid-run: the rerun sends only unfinished calls and writes
+    what an uninterrupted run writes. (The tiny world model is no judge: its answers do not parse, and are kept as
+    'failed' annotations with their raw text, which is exactly what must survive the kill.)"""
+    from vlpref.candidates.sample import PoolMember, SampleConfig, sample
+
+    cands = tmp_path / "cands"
+    sample(SampleConfig(prompts=str(prompts), pool=[PoolMember(model="world:world-early", n=2, decoding=DecodingParams(
+        temperature=1.0, max_new_tokens=16))]), cands)
+    recipe = tmp_path / "judge.yaml"
+    recipe.write_text(
+        "backend: openai\nparse_retries: 0\ndecoding: {temperature: 0.0, max_new_tokens: 48}\n"
+        f"endpoint: {{base_url: '{server['url']}', model: world-early, api_key_env: null, concurrency: 2}}\n")
+    vlpref = [sys.executable, "-m", "vlpref", "judge", "--config", str(recipe), "--candidates", str(cands), "--out"]
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    before = len(server["log"].read_text().splitlines()) if server["log"].exists() else 0
+    at_kill = _kill_when([*vlpref, str(killed)], killed / "journal.sqlite", rows=3)
+    rerun = subprocess.run([*vlpref, str(killed)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    total = len(read_records(prompts))
+    assert f"{at_kill} already judged, {total - at_kill} to judge" in " ".join(rerun.stderr.split())
+    bodies = [json.loads(line)["body"] for line in server["log"].read_text().splitlines()[before:]]
+    assert len(set(bodies)) == total and len(bodies) - total <= 2  # only in-flight calls were sent twice
+    subprocess.run([*vlpref, str(whole)], capture_output=True, check=True)
+    assert (killed / "records.jsonl").read_bytes() == (whole / "records.jsonl").read_bytes()

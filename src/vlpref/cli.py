@@ -396,12 +396,13 @@ def serve(
     max_wait_ms: Annotated[float, typer.Option(help="how long a request waits for others to batch with")] = 10.0,
     log_requests: Annotated[Path | None, typer.Option(help="append one JSON line per request (body hash, "
                                                            "tokens)")] = None,
+    max_tokens_limit: Annotated[int, typer.Option(help="largest max_tokens a request may ask for")] = 4096,
 ):
     """Serve a local model on an OpenAI-compatible /v1/chat/completions (+ /v1/models), batching requests."""
     from vlpref.serve import serve as run
 
     run(model, host=host, port=port, name=name, dtype=dtype, device=device, max_batch=max_batch,
-        max_wait_ms=max_wait_ms, request_log=log_requests, log=console.print)
+        max_wait_ms=max_wait_ms, request_log=log_requests, max_tokens_limit=max_tokens_limit, log=console.print)
 
 
 bench_app = typer.Typer(help="Speed benchmarks, written as JSON (see docs/benchmarks.md).", no_args_is_help=True)

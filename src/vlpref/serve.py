@@ -61,45 +61,62 @@ class Batcher:
         return await future
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            deadline = loop.time() + self.max_wait
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
-                except TimeoutError:
-                    break
-            self.batches.append(len(batch))
-            # A batch that fails is run again one request at a time, so a bad request fails alone, not with the
-            # requests it happened to be batched with.
-            for group in [batch] if len(batch) == 1 else [batch, *[[p] for p in batch]]:
-                try:
-                    results = await loop.run_in_executor(
-                        self.executor, self.generate, [p.chat for p in group], [p.params for p in group])
-                except Exception as error:  # noqa: BLE001 - the request gets the error, the server lives on
-                    if len(group) == 1 and not group[0].future.done():
-                        group[0].future.set_exception(error)
-                    continue
-                for p, result in zip(group, results, strict=True):
+            try:
+                await self._serve(batch)
+            except Exception as error:  # noqa: BLE001 - never let the consumer die: later requests would hang
+                for p in batch:
                     if not p.future.done():
-                        p.future.set_result(result)
-                if group is batch:
-                    break
+                        p.future.set_exception(error)
+
+    async def _serve(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+            except TimeoutError:
+                break
+        self.batches.append(len(batch))
+        # A batch that fails is run again one request at a time, so a bad request fails alone, not with the
+        # requests it happened to be batched with.
+        for group in [batch] if len(batch) == 1 else [batch, *[[p] for p in batch]]:
+            try:
+                results = await loop.run_in_executor(
+                    self.executor, self.generate, [p.chat for p in group], [p.params for p in group])
+            except Exception as error:  # noqa: BLE001 - the request gets the error, the server lives on
+                if len(group) == 1 and not group[0].future.done():
+                    group[0].future.set_exception(error)
+                continue
+            for p, result in zip(group, results, strict=True):
+                if not p.future.done():
+                    p.future.set_result(result)
+            if group is batch:
+                break
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error"):
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind}})
 
 
-def _params(body: dict[str, Any]) -> DecodingParams:
+SEED_LIMIT = 2**63 - 1  # torch generator seeds are signed 64-bit
+
+
+def _params(body: dict[str, Any], n: int, max_tokens_limit: int) -> DecodingParams:
+    """The request's decoding settings; ValueError (a 400) for values the model cannot run."""
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
+        raise ValueError(f"max_tokens must be an integer from 1 to {max_tokens_limit} on this server")
+    seed = body.get("seed")
+    if seed is not None and (not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT - n):
+        raise ValueError(f"seed must be an integer from 0 to {SEED_LIMIT - n}")
     return DecodingParams(temperature=body.get("temperature", 1.0), top_p=body.get("top_p", 1.0),
-                          max_new_tokens=max_tokens, seed=body.get("seed"))
+                          max_new_tokens=max_tokens, seed=seed)
 
 
 def build_app(model_id: str, generate, max_batch: int = 16, max_wait_ms: float = 10.0,
-              request_log: str | Path | None = None, chat_type=None):
+              request_log: str | Path | None = None, chat_type=None, max_tokens_limit: int = 4096):
     """The FastAPI app serving `generate(chats, params) -> [Generation]` (e.g. `VLM.generate`) as `model_id`."""
     from contextlib import asynccontextmanager
 
@@ -140,7 +157,7 @@ def build_app(model_id: str, generate, max_batch: int = 16, max_wait_ms: float =
             return _error(400, "n must be an integer from 1 to 16")
         try:
             turns, images = from_openai_messages(body.get("messages"))
-            params = _params(body)
+            params = _params(body, n, max_tokens_limit)
             if turns[-1].role != "user":
                 raise ValueError("the last message must be the user's")
             chat = chat_type(turns, images)
@@ -196,7 +213,7 @@ def serve_in_thread(app, host: str = "127.0.0.1"):
 
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, dtype: str = "float32",
           device: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0,
-          request_log: str | Path | None = None, log=print) -> None:
+          request_log: str | Path | None = None, max_tokens_limit: int = 4096, log=print) -> None:
     """Load `model` (hub id, path or world:<name>) and serve it until interrupted."""
     import uvicorn
 
@@ -206,6 +223,7 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | Non
     vlm = VLM.load(model_path(model), dtype=dtype, device=device)
     model_id = name or model.removeprefix("world:").rstrip("/").rsplit("/", 1)[-1]
     app = build_app(model_id, lambda chats, params: vlm.generate(chats, params, batch_size=max_batch),
-                    max_batch=max_batch, max_wait_ms=max_wait_ms, request_log=request_log)
+                    max_batch=max_batch, max_wait_ms=max_wait_ms, request_log=request_log,
+                    max_tokens_limit=max_tokens_limit)
     log(f"serving {model_id} at http://{host}:{port}/v1 (batches of up to {max_batch})")
     uvicorn.run(app, host=host, port=port, log_level="warning")

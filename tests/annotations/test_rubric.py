@@ -75,3 +75,32 @@ def test_structured_answers():
     scores, status = parse_json_ratings(rubric, raw, 2)
     assert status == "partial" and scores[0]["Verbosity"].score is None and scores[1]["Verbosity"].score == 3
     assert parse_json_ratings(rubric, "{not json", 2)[1] == "failed"
+
+
+def test_decorated_answers_real_judges_write():
+    rubric = load_rubric("vlfeedback")
+    raw = ("#### Helpfulness Assessment\n- **Output for Text 1**\nRating: [4]\nRationale: Good,\nbut short.\n\n"
+           "##### Output for Text 2 (the dog answer)\nRating: 2\nRationale: Off.\n"
+           "#### Ethical Considerations Assessment\n##### Output for Text 1\nRating: 5\nRationale: ok\n"
+           "##### Output for Text 2\nRating: 5\nRationale: ok\n"
+           "#### Visual Faithfulness Assessment\n##### Output for Text 1\nRating: 4.5\nRationale: ok\n"
+           "##### Output for Text 2\nRating: 1\nRationale: ok\n")
+    scores, status = parse_ratings(rubric, raw, 2)
+    assert status == "ok"
+    assert scores[0]["Helpfulness"].score == 4 and scores[0]["Helpfulness"].rationale == "Good, but short."
+    assert scores[1]["Helpfulness"].score == 2 and scores[0]["Visual Faithfulness"].score == 4.5
+    helpsteer = load_rubric("helpsteer")
+    one_line = ("### Response 1\nReasoning: fine.\nHelpfulness: 3, Correctness: 4, Coherence: 4, Complexity: 1, "
+                "Verbosity: 2\n### Response 2\nReasoning: meh.\n1. Helpfulness: 1\n2. Correctness: 0\n"
+                "3. Coherence: 3\n4. Complexity: 1\n5. Verbosity: 2\n")
+    scores, status = parse_ratings(helpsteer, one_line, 2)
+    assert status == "ok" and scores[0]["Correctness"].score == 4 and scores[1]["Coherence"].score == 3
+
+
+def test_fenced_json_and_text_fallback():
+    rubric = load_rubric("helpsteer")
+    item = {a: {"rationale": "r", "rating": 2} for a in rubric.aspects}
+    fenced = "```json\n" + json.dumps({"responses": [{"index": 1, **item}]}) + "\n```"
+    assert parse_json_ratings(rubric, fenced, 1)[1] == "ok"
+    text = "### Response 1\nReasoning: r\nHelpfulness: 2\nCorrectness: 2\nCoherence: 2\nComplexity: 2\nVerbosity: 2"
+    assert parse_json_ratings(rubric, text, 1)[1] == "ok"

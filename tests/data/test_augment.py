@@ -76,3 +76,15 @@ def test_mdpo_crop_keeps_a_small_area():
 def test_unknown_op_names_the_choices():
     with pytest.raises(Exception, match="diffusion"):
         AugmentConfig(op="noise")
+
+
+def test_diffusion_at_the_model_input_size():
+    """With size set, the image is padded to a square with the mean colour and resized before the noise, so the
+    noise survives the processor (no further resize)."""
+    wide = Image.new("RGB", (200, 100), (128, 128, 128))
+    config = AugmentConfig(op="diffusion", noise_step=0, size=64, space="pixels")
+    y = np.asarray(augment(wide, config, "k"))
+    assert y.shape == (64, 64, 3)
+    band = round(255 * config.mean[0])
+    assert abs(int(np.median(y[:8, :, 0])) - band) <= 3  # top padding: the mean colour
+    assert abs(int(np.median(y[28:36, :, 0])) - 128) <= 3  # the image itself

@@ -55,6 +55,7 @@ class JudgeConfig(StrictModel):
     structured: Literal["auto", "on", "off"] = Field(
         default="auto", description="ask for JSON against a schema (auto: when the endpoint accepts it)")
     parse_retries: int = Field(default=2, ge=0, description="new attempts for a response that did not parse")
+    retry_temperature: float = Field(default=0.7, ge=0, description="temperature of those attempts, at least")
 
     @model_validator(mode="after")
     def _backend_settings(self) -> JudgeConfig:
@@ -124,70 +125,87 @@ class ChatJudge:
                            error=None if status == "ok" else f"{status} parse of the judge's answer")
                 for c, s in zip(candidates, scores, strict=True)]
 
+    def _round(self, items, indices: list[int], decoding: DecodingParams, last: bool, root: Path, on_done,
+               schema: bool) -> tuple[list[int], list[int]]:
+        """One request per item in `indices`; returns (items to ask again, items whose schema was refused)."""
+        retry: list[int] = []
+        refused: list[int] = []
+
+        def landed(j: int, result) -> None:
+            i = indices[j]
+            if isinstance(result, Failure):
+                if schema and self.config.structured == "auto" and "response_format" in result.reason:
+                    refused.append(i)
+                else:
+                    on_done(i, result)
+                return
+            self.usage.calls += 1
+            self.usage.prompt_tokens += result.prompt_tokens
+            self.usage.completion_tokens += result.completion_tokens
+            annotations = self._annotations(items[i][1], result.text)
+            if annotations[0].parse_status == "ok" or last:
+                on_done(i, annotations)
+            else:
+                retry.append(i)
+
+        def make(i):  # messages are built when the request is sent, not all up front
+            return lambda: self._messages(*items[i], root)
+
+        extras = [self._extra(len(items[i][1])) if schema else {} for i in indices]
+        self.complete([make(i) for i in indices], [decoding] * len(indices), extras, landed)
+        return sorted(retry), sorted(refused)
+
     def annotate_many(self, items: list[tuple[Prompt, list[Candidate]]], root: Path, on_done) -> None:
-        """Judge every (prompt, candidates); `on_done(i, annotations | Failure)` once per item, when final."""
+        """Judge every (prompt, candidates); `on_done(i, annotations | Failure)` once per item, the moment its
+        result is final (so the caller can journal it before the next one lands)."""
         pending = list(range(len(items)))
-        messages = {i: self._messages(p, c, root) for i, (p, c) in enumerate(items)}
         for attempt in range(self.config.parse_retries + 1):
             last = attempt == self.config.parse_retries
-            seed = (self.config.decoding.seed or 0) + attempt
-            params = [self.config.decoding.model_copy(update={"seed": seed})] * len(pending)
-            extras = [self._extra(len(items[i][1])) for i in pending]
-            results = self.complete([messages[i] for i in pending], params, extras)
-            if self.structured and self.config.structured == "auto" and any(
-                    isinstance(r, Failure) and "response_format" in r.reason for r in results):
-                self.structured = False  # the endpoint refuses schemas: ask for the rubric's text format instead
-                messages = {i: self._messages(p, c, root) for i, (p, c) in enumerate(items)}
-                results = self.complete([messages[i] for i in pending], params, [{}] * len(pending))
-            retry = []
-            for i, result in zip(pending, results, strict=True):
-                if isinstance(result, Failure):
-                    on_done(i, result)
-                    continue
-                self.usage.calls += 1
-                self.usage.prompt_tokens += result.prompt_tokens
-                self.usage.completion_tokens += result.completion_tokens
-                annotations = self._annotations(items[i][1], result.text)
-                if annotations[0].parse_status == "ok" or last:
-                    on_done(i, annotations)
-                else:
-                    retry.append(i)
+            # A retry of an unparsed answer samples (a greedy judge would repeat itself word for word).
+            temperature = self.config.decoding.temperature if attempt == 0 else max(
+                self.config.decoding.temperature, self.config.retry_temperature)
+            decoding = self.config.decoding.model_copy(
+                update={"temperature": temperature, "seed": (self.config.decoding.seed or 0) + attempt})
+            retry, refused = self._round(items, pending, decoding, last, root, on_done, self.structured)
+            if refused:  # the endpoint takes no schema: the rubric's text format from now on
+                self.structured = False
+                again, _ = self._round(items, refused, decoding, last, root, on_done, False)
+                retry = sorted(retry + again)
             pending = retry
             if not pending:
                 break
 
 
 def _remote_complete(endpoint: RemoteEndpoint):
+    """`complete(messages, params, extras, on_done) -> results` over an OpenAI-compatible endpoint."""
     from vlpref.models.remote import RemoteChat
 
     chat = RemoteChat(endpoint)
 
-    def complete(messages, params, extras):
-        # Requests of one round share their extra arguments only when equal; send each with its own.
-        results: list = [None] * len(messages)
-        groups: dict[str, list[int]] = {}
-        for i, extra in enumerate(extras):
-            groups.setdefault(json.dumps(extra, sort_keys=True), []).append(i)
-        for key, idx in groups.items():
-            out = chat.run([messages[i] for i in idx], [params[i] for i in idx], extra=json.loads(key))
-            for i, r in zip(idx, out, strict=True):
-                results[i] = r
-        return results
+    def complete(messages, params, extras, on_done=None):
+        return chat.run(messages, params, on_done=on_done, extras=extras)
 
     return complete
 
 
-def _local_complete(config: JudgeConfig):
+def _local_complete(config):
+    """The same over a transformers VLM in this process (`config.model`), in batches of 8."""
     from vlpref.candidates.sample import model_path
     from vlpref.models.chat_api import from_openai_messages
     from vlpref.models.vlm import VLM, Chat
 
     vlm = VLM.load(model_path(config.model))
 
-    def complete(messages, params, extras):
-        chats = [Chat(*from_openai_messages(m)) for m in messages]
-        return [Completion(g.text, g.finish_reason, g.prompt_tokens, len(g.token_ids))
-                for g in vlm.generate(chats, params, batch_size=8)]
+    def complete(messages, params, extras, on_done=None):
+        results = []
+        for start in range(0, len(messages), 8):
+            batch = [m() if callable(m) else m for m in messages[start : start + 8]]
+            generated = vlm.generate([Chat(*from_openai_messages(m)) for m in batch], params[start : start + 8])
+            for offset, g in enumerate(generated):
+                results.append(Completion(g.text, g.finish_reason, g.prompt_tokens, len(g.token_ids)))
+                if on_done is not None:
+                    on_done(start + offset, results[-1])
+        return results
 
     return complete
 
@@ -215,8 +233,16 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
         raise VlprefError(f"{candidates_dir}: candidates name prompts the prompts folder lacks, e.g. {orphans[0]!r}")
     judge_id = config.judge_id()
     journal = Journal(out / "journal.sqlite")
+    (out / "failed.jsonl").unlink(missing_ok=True)  # this run's failures only
     work = [(p, by_prompt[p.id]) for p in prompts if by_prompt.get(p.id)]
-    keys = [content_key("judge", judge_id, config.rubric, config.decoding.model_dump(), p.model_dump(),
+    # Everything an annotation depends on: the judge, the rubric's content (not just its name), how it is asked,
+    # the prompt with its image bytes, and the candidates.
+    from vlpref.annotations.rubric import load_rubric
+    from vlpref.data.images import record_image_digests
+
+    how = [judge_id, load_rubric(config.rubric).model_dump(),
+           config.model_dump(include={"decoding", "structured", "parse_retries", "retry_temperature"})]
+    keys = [content_key("judge", how, p.model_dump(), record_image_digests(prompts_dir, p),
                         [(c.id, c.text, c.images) for c in mine]) for p, mine in work]
     todo = [i for i, key in enumerate(keys) if journal.get(key) is None]
     log(f"judge: {len(work)} prompts, {len(work) - len(todo)} already judged, {len(todo)} to judge")

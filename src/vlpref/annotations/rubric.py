@@ -72,8 +72,9 @@ def _rating(text: str | None, rubric: Rubric) -> float | None:
 
 
 def _sections(text: str, header: str) -> dict[str, str]:
-    """Split `text` at lines matching the regex `header` (one group: the section's key) -> key -> body."""
-    pattern = re.compile(rf"^[\s#*>]*{header}[\s*:#]*$", re.IGNORECASE | re.MULTILINE)
+    """Split `text` at lines matching the regex `header` (one group: the section's key) -> key -> body. A header
+    line may carry markdown (#, *, -, >) and a trailing parenthesis, e.g. "##### Output for Text 1 (the dog)"."""
+    pattern = re.compile(rf"^[\s#*>\-]*{header}[\s*]*(?:\([^\n]*\))?[\s*:#]*$", re.IGNORECASE | re.MULTILINE)
     marks = list(pattern.finditer(text))
     out: dict[str, str] = {}
     for i, mark in enumerate(marks):
@@ -82,9 +83,21 @@ def _sections(text: str, header: str) -> dict[str, str]:
     return out
 
 
-def _field(body: str, name: str) -> str | None:
-    match = re.search(rf"^[\s*_-]*{re.escape(name)}[\s*_]*:[\s*_]*(.*)$", body, re.IGNORECASE | re.MULTILINE)
-    return match.group(1).strip() if match else None
+# "Rating: 4", "**Rating:** 4/5", "Rating: [4]", "1. Helpfulness: 3", "Helpfulness: 3, Correctness: 4" (one line)
+_LEAD = r"(?:^|[,;|]|\d[.)])[\s*_\-]*"
+
+
+def _number(body: str, name: str) -> str | None:
+    match = re.search(rf"{_LEAD}{re.escape(name)}[\s*_]*:[\s*_\[(]*(\d+(?:\.\d+)?)", body,
+                      re.IGNORECASE | re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def _text(body: str, name: str) -> str | None:
+    """The text after "name:", continued over following lines up to a blank line or the next "Field:" line."""
+    match = re.search(rf"^[\s*_\-]*{re.escape(name)}[\s*_]*:[\s*_]*(.*(?:\n(?![\s*_\-]*\w+[\s*_]*:)(?!\s*$).*)*)",
+                      body, re.IGNORECASE | re.MULTILINE)
+    return " ".join(line.strip() for line in match.group(1).splitlines()).strip() if match else None
 
 
 def _status(scores: list[dict[str, AspectScore]]) -> str:
@@ -97,26 +110,21 @@ def parse_ratings(rubric: Rubric, raw: str, n: int) -> tuple[list[dict[str, Aspe
     scores = [{a: AspectScore(score=None) for a in rubric.aspects} for _ in range(n)]
     if rubric.layout == "aspect-major":
         names = "|".join(re.escape(a) for a in rubric.aspects)
-        for aspect_key, body in _sections(raw, rf"({names})(?:\s+Assessment)?(?:\s*\(.*\))?").items():
+        for aspect_key, body in _sections(raw, rf"({names})(?:\s+Assessment)?").items():
             aspect = next(a for a in rubric.aspects if a.lower() == aspect_key)
             for index, text_body in _sections(body, r"Output\s+for\s+Text\s+(\d+)").items():
                 k = int(index) - 1
                 if 0 <= k < n:
-                    rating = _field(text_body, "Rating")
-                    number = re.match(_NUMBER, rating) if rating else None
-                    scores[k][aspect] = AspectScore(score=_rating(number.group(1) if number else None, rubric),
-                                                    rationale=_field(text_body, "Rationale") or "")
+                    scores[k][aspect] = AspectScore(score=_rating(_number(text_body, "Rating"), rubric),
+                                                    rationale=_text(text_body, "Rationale") or "")
     else:
         for index, body in _sections(raw, r"Response\s+(\d+)").items():
             k = int(index) - 1
             if not 0 <= k < n:
                 continue
-            reasoning = _field(body, "Reasoning") or ""
+            reasoning = _text(body, "Reasoning") or ""
             for aspect in rubric.aspects:
-                value = _field(body, aspect)
-                number = re.match(_NUMBER, value) if value else None
-                scores[k][aspect] = AspectScore(score=_rating(number.group(1) if number else None, rubric),
-                                                rationale=reasoning)
+                scores[k][aspect] = AspectScore(score=_rating(_number(body, aspect), rubric), rationale=reasoning)
     return scores, _status(scores)
 
 
@@ -136,10 +144,11 @@ def ratings_schema(rubric: Rubric, n: int) -> dict:
 def parse_json_ratings(rubric: Rubric, raw: str, n: int) -> tuple[list[dict[str, AspectScore]], str]:
     """Scores from a structured (JSON) answer; anything malformed parses as None."""
     scores = [{a: AspectScore(score=None) for a in rubric.aspects} for _ in range(n)]
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", raw, re.DOTALL)  # some models wrap JSON in a code fence
     try:
-        responses = json.loads(raw)["responses"]
+        responses = json.loads(fenced.group(1) if fenced else raw)["responses"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        return scores, "failed"
+        return parse_ratings(rubric, raw, n)  # answered in the rubric's text format after all
     for position, item in enumerate(responses if isinstance(responses, list) else []):
         if not isinstance(item, dict):
             continue

@@ -16,7 +16,8 @@ Seeds: a request's seed is derived from (config seed, prompt id, model id, varia
 one, so sampling is reproducible and independent of batching (the VLM layer seeds each row on its own).
 
 Image variants: with `augment` set, every prompt is also answered under its augmented images (SeVa's rejected
-side). The augmented images are written under out/images/<augmentation>/ and named on those candidates.
+side). The augmented images are written under out/images/<augmentation>-<config hash>/ and named on those
+candidates.
 
 Backends: `local` (transformers, batched and left-padded through `vlpref.models.vlm.VLM`). A model named
 `world:<name>` is one of the shapes world's shipped models (`world:world-base` is the default pool).
@@ -36,7 +37,7 @@ from pydantic import Field, model_validator
 
 from vlpref.config import StrictModel
 from vlpref.data.augment import AugmentConfig, augment
-from vlpref.data.images import load_image, read_image_bytes, resolve_image
+from vlpref.data.images import load_image, record_image_digests, resolve_image
 from vlpref.data.schema import Candidate, DecodingParams, Prompt
 from vlpref.data.store import read_records, write_records
 from vlpref.errors import ConfigError, VlprefError
@@ -72,7 +73,7 @@ class PoolMember(StrictModel):
         """What the model's answers depend on, for journal keys: never the API key."""
         if self.endpoint is not None:
             return [self.endpoint.base_url, self.endpoint.model]
-        return [self.model, self.revision]
+        return [self.model, self.revision, self.dtype]
 
     @model_validator(mode="after")
     def _endpoint_iff_remote(self) -> PoolMember:
@@ -114,11 +115,6 @@ def resolve_prompts(config_prompts: str | None, out: Path, world_images: int, se
     return root
 
 
-def _image_digest(root: Path, prompt: Prompt) -> list[str]:
-    return [hashlib.sha256(read_image_bytes(root, p, file=root, record_id=prompt.id, field=f"images[{i}]")).hexdigest()
-            for i, p in enumerate(prompt.images)]
-
-
 def _load(root: Path, relative: str, candidate: Candidate, i: int):
     return load_image(root, relative, file=root, record_id=candidate.id, field=f"images[{i}]")
 
@@ -130,7 +126,10 @@ def _augmented_images(prompt: Prompt, root: Path, out: Path, config: AugmentConf
     short by a kill) is replaced; the replacement is atomic (temporary file, then rename)."""
     names = []
     for i, relative in enumerate(prompt.images):
-        name = f"images/{config.tag()}/{hashlib.sha256(f'{prompt.id}|{i}'.encode()).hexdigest()[:16]}.png"
+        # The folder names the whole augmentation (op, step, space, seed …), so changing any of it never reuses
+        # images (or answers) made under another.
+        folder = f"{config.tag()}-{content_key(config.model_dump())[:8]}"
+        name = f"images/{folder}/{hashlib.sha256(f'{prompt.id}|{i}'.encode()).hexdigest()[:16]}.png"
         source = load_image(root, relative, file=root, record_id=prompt.id, field=f"images[{i}]")
         buffer = BytesIO()
         augment(source, config, key=f"{prompt.id}|{i}").save(buffer, format="PNG")
@@ -157,13 +156,14 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     root = resolve_prompts(config.prompts, out, config.world_images, config.seed)
     prompts: list[Prompt] = read_records(root)
     journal = Journal(out / "journal.sqlite")
+    (out / "failed.jsonl").unlink(missing_ok=True)  # this run's failures only
     variants: list[tuple[str, AugmentConfig | None]] = ([("original", None)] if config.original else []) + (
         [(config.augment.tag(), config.augment)] if config.augment else [])
 
     # Every request, in output order: (candidate, journal key, chat images root, image names).
     plan: list[tuple[PoolMember, Candidate, str, Path, list[str]]] = []
     for prompt in prompts:
-        digest = _image_digest(root, prompt)
+        digest = record_image_digests(root, prompt)
         members = config.pool
         if config.models_per_prompt is not None and config.models_per_prompt < len(members):
             draw = random.Random(content_key("members", config.seed, prompt.id))
@@ -174,12 +174,13 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
                 images = _augmented_images(prompt, root, out, aug) if aug else list(prompt.images)
                 for index in range(member.n):
                     suffix = str(index) if aug is None else f"{variant}-{index}"
-                    seed = member.decoding.seed
-                    if seed is None:
+                    if member.decoding.seed is None:
                         seed = int(content_key(config.seed, prompt.id, member.name, suffix)[:8], 16)
+                    else:  # a fixed seed still gives each of the n responses its own (same one per variant)
+                        seed = member.decoding.seed + index
                     decoding = member.decoding.model_copy(update={"seed": seed})
                     key = content_key("sample", member.identity(), [t.model_dump() for t in prompt.query],
-                                      digest, variant, decoding.model_dump())
+                                      digest, aug.model_dump() if aug else variant, decoding.model_dump())
                     candidate = Candidate(id=f"{prompt.id}/{member.name}/{suffix}", prompt_id=prompt.id,
                                           model_id=member.name, text="", decoding=decoding,
                                           images=images if aug else None)
@@ -232,8 +233,10 @@ def _sample_remote(member: PoolMember, mine: list, chat_of, journal: Journal, lo
     from vlpref.models.chat_api import to_openai_messages
     from vlpref.models.remote import Completion, RemoteChat
 
-    messages = [to_openai_messages(chat.turns, chat.images)
-                for chat in (chat_of(c, r, images) for _, c, _, r, images in mine)]
+    def make(c, r, images):  # built when the request is sent, not all up front
+        return lambda: to_openai_messages(*_parts(chat_of(c, r, images)))
+
+    messages = [make(c, r, images) for _, c, _, r, images in mine]
     failed: list[tuple[str, str]] = []
 
     def on_done(i: int, result) -> None:
@@ -247,6 +250,10 @@ def _sample_remote(member: PoolMember, mine: list, chat_of, journal: Journal, lo
     RemoteChat(member.endpoint).run(messages, [c.decoding for _, c, _, _, _ in mine], on_done=on_done)
     log(f"sample: {member.name} {len(mine) - len(failed)}/{len(mine)} done, {len(failed)} failed")
     return failed
+
+
+def _parts(chat):
+    return chat.turns, chat.images
 
 
 def _finish(reason: str) -> str:

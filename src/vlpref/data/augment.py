@@ -12,7 +12,10 @@ Ops (methods.md §3.1, §4.1, §5.3):
   SeVa's: noise on the processor-normalised tensor, i.e. in pixel units x' = s*x + (1-s)*mean + n*std*eps per
   channel (exact; `mean`/`std` default to CLIP's, LLaVA-1.5's processor). `space="pixels"` is POVID's: noise on the
   [0, 1] image. Both are saved as 8-bit images, so every backend (local or a remote endpoint) sees the same file;
-  values outside [0, 1] are clipped there (POVID's own code wraps them through a uint8 cast instead).
+  values outside [0, 1] are clipped there (POVID's own code wraps them through a uint8 cast instead). Noise added
+  at the image's own size is averaged away when the processor downsizes it (a 1008-px image's noise std drops
+  about 3.7x at 336 px), so `size` pads and resizes to the model's input size first, as SeVa's noise (added after
+  LLaVA's preprocessing) sees it.
 - `moco`: SeVa's "moco" set, always all of: random resized crop (scale 0.2-1), horizontal flip (p 0.5), colour
   jitter (0.4, 0.4, 0.4, 0.1), grayscale (p 0.2), Gaussian blur (sigma 0.1-2).
 - `mdpo-crop`: mDPO's corrupted image, a random resized crop keeping 1-20% of the area.
@@ -53,6 +56,9 @@ class AugmentConfig(StrictModel):
         default="normalized", description="diffusion on the processor-normalised tensor (SeVa) or on pixels (POVID)")
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
+    size: int | None = Field(default=None, ge=1, description="diffusion: first pad to a square with the mean colour "
+                             "and resize to size x size, as the model's processor would (SeVa: LLaVA-1.5's 336), so "
+                             "the processor's own resize does not average the noise away")
     seed: int = 0
 
     def tag(self) -> str:
@@ -67,7 +73,7 @@ def _seeds(config: AugmentConfig, key: str) -> tuple[random.Random, torch.Genera
 
 
 def augment(image: Image.Image, config: AugmentConfig, key: str) -> Image.Image:
-    """The augmented copy of `image` for the record `key` (RGB, same size)."""
+    """The augmented copy of `image` for the record `key` (RGB; same size, except diffusion with `size` set)."""
     rng, generator = _seeds(config, key)
     image = image.convert("RGB")
     op = config.op
@@ -103,6 +109,11 @@ def augment(image: Image.Image, config: AugmentConfig, key: str) -> Image.Image:
 
 
 def _diffusion(image: Image.Image, config: AugmentConfig, generator: torch.Generator) -> Image.Image:
+    if config.size is not None:  # LLaVA-1.5's "pad" preprocessing: expand to a square with the mean, then resize
+        side = max(image.size)
+        square = Image.new("RGB", (side, side), tuple(round(255 * m) for m in config.mean))
+        square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+        image = square.resize((config.size, config.size), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, H, W) in [0, 1]
     schedule = NoiseSchedule()
     if config.space == "pixels":

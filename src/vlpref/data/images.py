@@ -13,6 +13,7 @@ check, so a link pointing out of the root is refused too.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -106,3 +107,10 @@ def load_record_images(root: str | Path, record) -> list[Image.Image]:
     file = Path(root) / "records.jsonl"
     return [load_image(root, path, file=file, record_id=record.id, field=f"images[{i}]")
             for i, path in enumerate(record.images)]
+
+
+def record_image_digests(root: str | Path, record) -> list[str]:
+    """sha256 of each image file a record names: what a cached result computed from those images depends on."""
+    file = Path(root) / "records.jsonl"
+    return [hashlib.sha256(read_image_bytes(root, path, file=file, record_id=record.id, field=f"images[{i}]"))
+            .hexdigest() for i, path in enumerate(record.images)]

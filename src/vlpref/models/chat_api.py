@@ -21,6 +21,7 @@ from PIL import Image
 from vlpref.data.schema import IMAGE_TOKEN, Turn
 
 DATA_URL_PREFIX = "data:image/"
+MAX_PIXELS = 40_000_000  # far above any VLM's input; a small PNG must not decode into gigabytes
 
 
 def image_data_url(image: Image.Image | bytes) -> str:
@@ -61,9 +62,11 @@ def decode_data_url(url: str) -> Image.Image:
                          "this server does not fetch URLs or read paths")
     try:
         data = base64.b64decode(url.split(";base64,", 1)[1], validate=True)
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))  # reads the header only: the size is known before decoding
+        if image.width * image.height > MAX_PIXELS:
+            raise ValueError(f"image is {image.width}x{image.height}; this server takes at most {MAX_PIXELS} pixels")
         image.load()
-    except (binascii.Error, OSError, ValueError) as error:
+    except (binascii.Error, OSError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"image_url does not hold a readable image: {error}") from None
     return image.convert("RGB")
 

@@ -44,7 +44,10 @@ class RemoteEndpoint(StrictModel):
             path = Path(self.api_key_file).expanduser()
             if not path.is_file():
                 raise ConfigError(f"api_key_file {path} does not exist")
-            return path.read_text().splitlines()[0].strip()
+            key = path.read_text().strip().splitlines()
+            if not key:
+                raise ConfigError(f"api_key_file {path} is empty")
+            return key[0].strip()
         if self.api_key_env and os.environ.get(self.api_key_env):
             return os.environ[self.api_key_env]
         return "EMPTY"  # local servers (vLLM, vlpref serve) take any key
@@ -95,6 +98,8 @@ class RemoteChat:
         import openai
 
         async with semaphore:
+            if callable(messages):  # built only now: a run of 80k image prompts never holds them all in memory
+                messages = messages()
             try:
                 response = await client.chat.completions.create(
                     model=self.endpoint.model, messages=messages, **request_args(params), **extra)
@@ -115,9 +120,12 @@ class RemoteChat:
                           prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
 
-    def run(self, messages: list[list[dict]], params: list[DecodingParams], on_done=None,
-            extra: dict[str, Any] | None = None) -> list[Completion | Failure]:
-        """Send every request (at most `concurrency` at once); `on_done(i, result)` as each one finishes."""
+    def run(self, messages: list, params: list[DecodingParams], on_done=None,
+            extras: list[dict[str, Any]] | None = None) -> list[Completion | Failure]:
+        """Send every request (at most `concurrency` at once); `on_done(i, result)` the moment each one lands.
+
+        `messages[i]` is a message list, or a zero-argument function making it (called when the request is sent);
+        `extras[i]` holds further create() arguments (e.g. response_format) for request i."""
 
         async def main():
             client = self._client()
@@ -125,7 +133,8 @@ class RemoteChat:
             results: list[Completion | Failure | None] = [None] * len(messages)
 
             async def task(i):
-                results[i] = await self._one(client, semaphore, messages[i], params[i], extra or {})
+                extra = extras[i] if extras else {}
+                results[i] = await self._one(client, semaphore, messages[i], params[i], extra)
                 if on_done is not None:
                     on_done(i, results[i])
 

@@ -32,7 +32,7 @@ from pydantic import Field
 from vlpref.candidates.sample import _augmented_images, resolve_prompts
 from vlpref.config import StrictModel
 from vlpref.data.augment import AugmentConfig
-from vlpref.data.images import place_image, resolve_image
+from vlpref.data.images import place_image, record_image_digests, resolve_image
 from vlpref.data.schema import Annotation, Candidate, PreferencePair, Prompt
 from vlpref.data.store import read_meta, read_records, write_records
 from vlpref.errors import ConfigError, VlprefError
@@ -186,21 +186,32 @@ def _povid(config: PairsConfig, prompts: list[Prompt], root: Path, out: Path, lo
 
     journal = Journal(out / "journal.sqlite")
     injector = ChatInjector(config.injector)
-    ident = [config.injector.injector_id(), config.injector.template, config.injector.decoding.model_dump()]
-    keys = [content_key("inject", ident, p.model_dump(), kind_for(p, k)) for p, k in asks]
+    # Reasoning items get one rewrite whatever kinds were asked: one request and one pair, not three.
+    unique: dict[tuple[str, str], tuple[Prompt, str]] = {}
+    for p, k in asks:
+        unique.setdefault((p.id, kind_for(p, k)), (p, kind_for(p, k)))
+    asks = list(unique.values())
+    ident = [config.injector.injector_id(), injector.prompt.model_dump(), config.injector.show_image,
+             config.injector.decoding.model_dump()]
+    keys = [content_key("inject", ident, p.model_dump(), k, record_image_digests(root, p)) for p, k in asks]
     todo = [i for i, key in enumerate(keys) if journal.get(key) is None]
     log(f"pairs (povid): {len(asks)} rewrites, {len(asks) - len(todo)} already done, {len(todo)} to request")
     failed = []
-    for i, result in zip(todo, injector.inject_many([asks[i] for i in todo], root) if todo else [], strict=True):
+
+    def landed(j: int, result) -> None:  # journalled the moment it lands
+        i = todo[j]
         if isinstance(result, Failure):
             journal.fail(keys[i], result.reason)
             failed.append(result.reason)
         else:
             journal.put(keys[i], result)
+
+    if todo:
+        injector.inject_many([asks[i] for i in todo], root, on_done=landed)
     for (prompt, kind), key in zip(asks, keys, strict=True):
         text = journal.get(key)
         if text is not None:
-            made = rules.povid_pair(prompt, text, kind_for(prompt, kind), f"rewritten by {ident[0]}")
+            made = rules.povid_pair(prompt, text, kind, f"rewritten by {ident[0]}")
             (skipped if isinstance(made, rules.Skip) else pairs).append(made)
     journal.close()
     if failed:

@@ -87,8 +87,16 @@ class ChatInjector:
         images = load_record_images(root, prompt) if self.config.show_image else []
         return to_openai_messages([Turn(role="user", text="<image>" * len(images) + "\n" + text)], images)
 
-    def inject_many(self, items: list[tuple[Prompt, str]], root: str | Path) -> list[str | Failure]:
-        """The rewritten answer (or the Failure) for each (prompt, kind); surrounding quotes are stripped."""
-        messages = [self.messages(p, kind_for(p, k), Path(root)) for p, k in items]
-        results = self.complete(messages, [self.config.decoding] * len(items), [{}] * len(items))
-        return [r.text.strip().strip('"').strip() if isinstance(r, Completion) else r for r in results]
+    def inject_many(self, items: list[tuple[Prompt, str]], root: str | Path, on_done=None) -> list[str | Failure]:
+        """The rewritten answer (or the Failure) for each (prompt, kind), surrounding quotes stripped;
+        `on_done(i, result)` the moment each one lands. Messages are built when their request is sent."""
+
+        def make(prompt, kind):
+            return lambda: self.messages(prompt, kind_for(prompt, kind), Path(root))
+
+        def clean(result):
+            return result.text.strip().strip('"').strip() if isinstance(result, Completion) else result
+
+        results = self.complete([make(p, k) for p, k in items], [self.config.decoding] * len(items),
+                                [{}] * len(items), None if on_done is None else lambda i, r: on_done(i, clean(r)))
+        return [clean(r) for r in results]
