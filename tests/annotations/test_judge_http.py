@@ -97,3 +97,40 @@ def test_chat_judge_end_to_end(endpoint, tmp_path, monkeypatch):
     for path in (tmp_path / "judged").iterdir():
         assert b"sk-secret-123" not in path.read_bytes()
     assert not any("sk-secret-123" in line for line in logs)
+
+
+def test_retries_resume_after_a_kill(tmp_path, monkeypatch):
+    """Killed during a parse retry, the rerun reuses the unparsed first attempt instead of asking for it again."""
+    from vlpref.annotations import judge as judge_module
+    from vlpref.models.remote import Completion
+
+    cands = data(tmp_path)
+    sent = []
+    good = "\n".join(f"#### {a} Assessment\n##### Output for Text 1\nRating: 3\nRationale: r\n"
+                     f"##### Output for Text 2\nRating: 2\nRationale: r" for a in
+                     ("Helpfulness", "Ethical Considerations", "Visual Faithfulness"))
+
+    def fake(endpoint):
+        def complete(messages, params, extras, on_done=None):
+            results = []
+            for j, (make, p) in enumerate(zip(messages, params, strict=True)):
+                text = make()[-1]["content"][-1]["text"]
+                sent.append((text.count("garbage") > 0, p.seed))
+                if p.seed == 1 and state["kill"]:
+                    raise KeyboardInterrupt  # the kill, in the middle of the retry round
+                results.append(Completion("no idea" if p.seed == 0 else good, "stop"))
+                if on_done:
+                    on_done(j, results[-1])
+            return results
+        return complete
+
+    state = {"kill": True}
+    monkeypatch.setattr(judge_module, "_remote_complete", fake)
+    config = JudgeConfig(backend="openai", endpoint=RemoteEndpoint(base_url="http://unused/v1", model="j"))
+    with pytest.raises(KeyboardInterrupt):
+        judge(config, cands, tmp_path / "judged")
+    assert [seed for _, seed in sent].count(0) == 3  # every prompt's first attempt was made (and did not parse)
+    state["kill"], sent[:] = False, []
+    annotations = judge(config, cands, tmp_path / "judged")
+    assert [seed for _, seed in sent] == [1, 1, 1]  # only the retries: the first attempts came from the journal
+    assert all(a.parse_status == "ok" for a in annotations) and len(annotations) == 6

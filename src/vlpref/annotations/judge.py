@@ -87,10 +87,10 @@ class ChatJudge:
     """A chat model as judge: builds the rubric's prompt with the image, parses the ratings, retries what did not
     parse. `complete(messages_list, params_list, extra) -> [Completion | Failure]` is the model call."""
 
-    def __init__(self, config: JudgeConfig, complete, judge_id: str, supports_schema: bool):
+    def __init__(self, config: JudgeConfig, complete, judge_id: str, supports_schema: bool, memo=None):
         from vlpref.annotations.rubric import load_rubric
 
-        self.config, self.complete, self.judge_id = config, complete, judge_id
+        self.config, self.complete, self.judge_id, self.memo = config, complete, judge_id, memo
         self.rubric = load_rubric(config.rubric)
         self.structured = config.structured == "on" or (config.structured == "auto" and supports_schema)
         self.usage = Usage()
@@ -125,34 +125,48 @@ class ChatJudge:
                            error=None if status == "ok" else f"{status} parse of the judge's answer")
                 for c, s in zip(candidates, scores, strict=True)]
 
-    def _round(self, items, indices: list[int], decoding: DecodingParams, last: bool, root: Path, on_done,
-               schema: bool) -> tuple[list[int], list[int]]:
-        """One request per item in `indices`; returns (items to ask again, items whose schema was refused)."""
+    def _round(self, items, indices: list[int], attempt: int, decoding: DecodingParams, last: bool, root: Path,
+               on_done, schema: bool) -> tuple[list[int], list[int]]:
+        """One request per item in `indices`; returns (items to ask again, items whose schema was refused).
+
+        An attempt that did not parse is remembered (`memo`), so a run killed during the retries and started again
+        reuses the attempts already made instead of paying for them twice."""
         retry: list[int] = []
         refused: list[int] = []
 
-        def landed(j: int, result) -> None:
-            i = indices[j]
+        def process(i: int, result, fresh: bool) -> None:
             if isinstance(result, Failure):
                 if schema and self.config.structured == "auto" and "response_format" in result.reason:
                     refused.append(i)
                 else:
                     on_done(i, result)
                 return
-            self.usage.calls += 1
-            self.usage.prompt_tokens += result.prompt_tokens
-            self.usage.completion_tokens += result.completion_tokens
+            if fresh:
+                self.usage.calls += 1
+                self.usage.prompt_tokens += result.prompt_tokens
+                self.usage.completion_tokens += result.completion_tokens
             annotations = self._annotations(items[i][1], result.text)
             if annotations[0].parse_status == "ok" or last:
                 on_done(i, annotations)
             else:
+                if fresh and self.memo is not None:
+                    self.memo.put(i, attempt, schema, result.text)
                 retry.append(i)
+
+        send = []
+        for i in indices:
+            remembered = self.memo.get(i, attempt, schema) if self.memo is not None else None
+            if remembered is None:
+                send.append(i)
+            else:
+                process(i, Completion(remembered, "stop"), fresh=False)
 
         def make(i):  # messages are built when the request is sent, not all up front
             return lambda: self._messages(*items[i], root)
 
-        extras = [self._extra(len(items[i][1])) if schema else {} for i in indices]
-        self.complete([make(i) for i in indices], [decoding] * len(indices), extras, landed)
+        extras = [self._extra(len(items[i][1])) if schema else {} for i in send]
+        self.complete([make(i) for i in send], [decoding] * len(send), extras,
+                      lambda j, result: process(send[j], result, fresh=True))
         return sorted(retry), sorted(refused)
 
     def annotate_many(self, items: list[tuple[Prompt, list[Candidate]]], root: Path, on_done) -> None:
@@ -166,14 +180,31 @@ class ChatJudge:
                 self.config.decoding.temperature, self.config.retry_temperature)
             decoding = self.config.decoding.model_copy(
                 update={"temperature": temperature, "seed": (self.config.decoding.seed or 0) + attempt})
-            retry, refused = self._round(items, pending, decoding, last, root, on_done, self.structured)
+            retry, refused = self._round(items, pending, attempt, decoding, last, root, on_done, self.structured)
             if refused:  # the endpoint takes no schema: the rubric's text format from now on
                 self.structured = False
-                again, _ = self._round(items, refused, decoding, last, root, on_done, False)
+                again, _ = self._round(items, refused, attempt, decoding, last, root, on_done, False)
                 retry = sorted(retry + again)
             pending = retry
             if not pending:
                 break
+
+
+@dataclass
+class _AttemptMemo:
+    """Unparsed attempts, kept in the journal under their item's key + attempt, so retries resume too."""
+
+    journal: Journal
+    keys: list[str]
+
+    def _key(self, i: int, attempt: int, schema: bool) -> str:
+        return content_key(self.keys[i], "attempt", attempt, schema)
+
+    def get(self, i: int, attempt: int, schema: bool) -> str | None:
+        return self.journal.get(self._key(i, attempt, schema))
+
+    def put(self, i: int, attempt: int, schema: bool, text: str) -> None:
+        self.journal.put(self._key(i, attempt, schema), text)
 
 
 def _remote_complete(endpoint: RemoteEndpoint):
@@ -258,7 +289,8 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
             usage.calls += 1
     elif todo:
         complete = _remote_complete(config.endpoint) if config.backend == "openai" else _local_complete(config)
-        chat_judge = ChatJudge(config, complete, judge_id, supports_schema=config.backend == "openai")
+        chat_judge = ChatJudge(config, complete, judge_id, supports_schema=config.backend == "openai",
+                               memo=_AttemptMemo(journal, [keys[i] for i in todo]))
 
         def on_done(j: int, result) -> None:
             i = todo[j]
