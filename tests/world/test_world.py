@@ -165,3 +165,33 @@ def test_training_pope_positives_are_visible_objects(tmp_path):
 ])
 def test_parser_edge_cases(text, errors):
     assert check_response(SCENE, text).errors == errors
+
+
+def test_alignment_targets_and_loss_by_hand():
+    """Cell targets name what each patch shows; the loss is the mean target NLL (uniform logits: log V)."""
+    import math
+
+    import torch
+
+    from vlpref.numerics.logprobs import IGNORE
+    from vlpref.world.pretrain import PretrainConfig, alignment_loss, build_world_model, cell_targets
+
+    scene = {"objects": [{"category": "star", "color": "red", "size": "large", "row": 0, "col": 2},
+                         {"category": "heart", "color": "blue", "size": "small", "row": 2, "col": 0}]}
+    ids = {w: i for i, w in enumerate(["star", "red", "small", "blue", "top", "right", "bottom", "left", "middle",
+                                       "center"])}
+    t = cell_targets(scene, ids.__getitem__)
+    assert t[2].tolist() == [ids["star"], ids["red"]] and t[6].tolist() == [ids["small"], ids["blue"]]
+    assert (t[[0, 1, 3, 4, 5, 7, 8]] == IGNORE).all()  # empty cells: nothing to name
+    t = cell_targets(scene, ids.__getitem__, positions=True)
+    assert t[2].tolist() == [ids["star"], ids["red"], ids["top"], ids["right"]]
+    assert t[4].tolist() == [IGNORE, IGNORE, ids["middle"], ids["center"]]
+
+    model, processor = build_world_model(PretrainConfig(hidden_size=32, vision_hidden_size=16))
+    with torch.no_grad():
+        model.get_output_embeddings().weight.zero_()  # uniform logits over the vocabulary
+    pixels = processor.image_processor([Scene.from_dict({"id": "s", "objects": [], "cell": 16}).render()],
+                                       return_tensors="pt")["pixel_values"]
+    targets = cell_targets(scene, lambda w: processor.tokenizer.convert_tokens_to_ids(w)).unsqueeze(0)
+    loss = alignment_loss(model, pixels, targets)
+    assert loss.item() == pytest.approx(math.log(model.config.text_config.vocab_size), rel=1e-5)

@@ -32,7 +32,7 @@ from vlpref.data.store import read_records
 from vlpref.models.tiny import build_tiny
 from vlpref.models.vlm import VLM, Chat
 from vlpref.numerics.logprobs import IGNORE
-from vlpref.world.scenes import WorldConfig
+from vlpref.world.scenes import COLS, ROWS, WorldConfig
 from vlpref.world.tasks import build_split, world_vocabulary
 
 # How often each task is drawn into a training batch. Yes/no existence (POPE) gets a large share: answering it needs
@@ -60,6 +60,8 @@ class PretrainConfig(StrictModel):
                                   "existence (POPE) alone, where binding a question to image tokens is learned")
     align_weight: float = Field(default=1.0, ge=0, description="weight of the patch-word alignment loss (a stand-in "
                                 "for CLIP pretraining and LLaVA's projector alignment; 0 turns it off)")
+    align_positions: bool = Field(default=False, description="alignment targets also name each cell's row and "
+                                  "column words")
     snapshots: dict[str, int] = Field(default_factory=dict,
                                       description="pool members saved along the way: name -> step (training length)")
     mix: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_MIX))
@@ -99,16 +101,21 @@ def _lr(step: int, config: PretrainConfig) -> float:
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def cell_targets(scene: dict, word_id) -> torch.Tensor:
-    """(9, 2) word ids that describe each grid cell (row-major, as the image tokens), IGNORE for empty cells.
+def cell_targets(scene: dict, word_id, positions: bool = False) -> torch.Tensor:
+    """(9, K) word ids that describe each grid cell (row-major, as the image tokens), IGNORE where none.
 
     A large object's cell is described by its category and colour; a small one's by "small" and its colour, since
-    its shape is not drawn (a disc): the alignment target never asks a patch for what it cannot show.
+    its shape is not drawn (a disc): the alignment target never asks a patch for what it cannot show. With
+    `positions`, every cell (empty ones too) also names its row and column words ("top", "left" …), the words
+    descriptions use for where things are. K = 4 with positions, else 2.
     """
-    targets = torch.full((9, 2), IGNORE, dtype=torch.long)
+    targets = torch.full((9, 4 if positions else 2), IGNORE, dtype=torch.long)
+    if positions:
+        for cell in range(9):
+            targets[cell, 2:] = torch.tensor([word_id(ROWS[cell // 3]), word_id(COLS[cell % 3])])
     for o in scene["objects"]:
         first = o["category"] if o["size"] == "large" else "small"
-        targets[o["row"] * 3 + o["col"]] = torch.tensor([word_id(first), word_id(o["color"])])
+        targets[o["row"] * 3 + o["col"], :2] = torch.tensor([word_id(first), word_id(o["color"])])
     return targets
 
 
@@ -173,7 +180,8 @@ def pretrain(config: PretrainConfig, out: str | Path, data: str | Path, log=prin
         per_token = vlm.forward_logprobs(batch)  # (B, T)
         loss = -per_token.sum() / (batch["labels"] != IGNORE).sum()
         if config.align_weight:
-            targets = torch.stack([cell_targets(p.meta["scene"], word_id) for p in batch_prompts])  # (B, 9, 2)
+            targets = torch.stack([cell_targets(p.meta["scene"], word_id, config.align_positions)
+                                   for p in batch_prompts])  # (B, 9, K)
             loss = loss + config.align_weight * alignment_loss(model, batch["pixel_values"], targets)
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, config)
