@@ -7,14 +7,16 @@
   a time (what the papers' generation scripts do). Keys: `speedup` (loop seconds / batched seconds) and
   `outputs_identical`. Target: speedup >= 5 (on a GPU; see docs/benchmarks.md for the CPU figure).
 - `judge`: `vlpref judge` with an OpenAI-compatible endpoint that answers every request after a fixed latency, as a
-  remote API does. With `concurrency` requests in flight, the best possible rate is concurrency / latency
-  (`bound_requests_per_s`); `efficiency` is the measured rate over it. Target: efficiency >= 0.9.
+  remote API does. With `concurrency` requests in flight, the best possible time is ceil(n / concurrency) waves of
+  one latency each (`bound_requests_per_s` = n / that time); `efficiency` is the measured rate over it.
+  Target: efficiency >= 0.9.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import subprocess
 import sys
@@ -43,7 +45,8 @@ def bench_sample(model: str = "world:world-base", prompts: int = 64, batch_size:
         chats = [Chat.from_prompt(p, tmp) for p in records]
     vlm = VLM.load(model_path(model), dtype=dtype, device=device)
     greedy = DecodingParams(temperature=0.0, max_new_tokens=max_new_tokens)
-    vlm.generate(chats[:2], greedy, batch_size=2)  # warm-up
+    vlm.generate(chats[:batch_size], greedy, batch_size=batch_size)  # warm-up, at both batch sizes
+    vlm.generate(chats[:1], greedy, batch_size=1)
     start = time.perf_counter()
     batched = vlm.generate(chats, greedy, batch_size=batch_size)
     batched_s = time.perf_counter() - start
@@ -132,7 +135,9 @@ def bench_judge(prompts: int = 128, latency_s: float = 1.0, concurrency: int = 1
         start = time.perf_counter()
         annotations = judge(config, root / "cands", root / "judged", log=lambda _: None)
         seconds = time.perf_counter() - start
-    rate, bound = len(chosen) / seconds, concurrency / latency_s
+    # The best possible time sends requests in full waves of `concurrency`, each taking `latency_s`.
+    waves = math.ceil(len(chosen) / concurrency)
+    rate, bound = len(chosen) / seconds, len(chosen) / (waves * latency_s)
     return {"benchmark": "judge", "prompts": len(chosen), "responses_per_prompt": 4, "latency_s": latency_s,
             "concurrency": concurrency, "seconds": round(seconds, 3), "requests_per_s": round(rate, 2),
             "bound_requests_per_s": round(bound, 2), "efficiency": round(rate / bound, 3),

@@ -34,7 +34,7 @@ def softplus(x: float) -> float:  # -log sigmoid(-x) = log(1 + e^x)
     ({"loss_type": "hinge"}, 0.8),                                           # max(0, 1 - 0.2)
     ({"loss_type": "ipo"}, (1 / 4 - (-1) / 2 - 5) ** 2),                    # (0.75 - 1/(2·0.1))² = 18.0625
     ({"length_normalized": True}, softplus(-0.1 * ((-2.5 + 2.75) - (-6 + 5.5)))),  # per-token: h = 0.75
-    ({"sft_weight": 1.0}, softplus(-0.2) + 10 / 4),                         # + NLL per chosen token
+    ({"sft_weight": 1.0}, softplus(-0.2) + 10),                             # + summed NLL of the chosen
 ])
 def test_dpo_family(kwargs, expected):
     out = dpo_loss(example(), beta=0.1, **kwargs)
@@ -59,21 +59,30 @@ def test_gradient_pushes_chosen_up_and_rejected_down():
 
 
 def test_noised_argmax_scored_under_clean_logits():
-    labels = torch.tensor([[-100, 1, 2]])  # the response y_w is positions 1 and 2
-    noisy = torch.tensor([[[0.0, 0.0, 9.0], [9.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])  # argmax: token 2, then token 0
-    clean = torch.tensor([[[0.0, 0.0, math.log(2)], [math.log(3), 0.0, 0.0], [0.0, 0.0, 0.0]]])
-    # clean position 0 over (1, 1, 2)/4 -> token 2: log 0.5; position 1 over (3, 1, 1)/5 -> token 0: log 0.6
-    assert noised_argmax_logps(clean, noisy, labels).item() == pytest.approx(math.log(0.3), abs=1e-6)
+    labels = torch.tensor([[-100, 1, 2, -100]])  # the response y_w is positions 1 and 2; then padding
+    # noisy argmax: token 2, then token 0 (and token 2 at the unscored position, where the clean log-prob is -inf:
+    # masking must not turn it into NaN)
+    noisy = torch.tensor([[[0.0, 0.0, 9.0], [9.0, 0.0, 0.0], [0.0, 0.0, 9.0], [0.0, 0.0, 0.0]]])
+    # clean logits prefer other tokens (1, then 2), so taking the argmax from them would give another value
+    clean = torch.tensor([[[0.0, math.log(3), math.log(2)], [math.log(3), 0.0, math.log(4)], [0.0, 0.0, -math.inf],
+                           [0.0, 0.0, 0.0]]])
+    # position 0 over (1, 3, 2)/6 -> token 2: log(2/6); position 1 over (3, 1, 4)/8 -> token 0: log(3/8)
+    expected = math.log(2 / 6) + math.log(3 / 8)
+    assert noised_argmax_logps(clean, noisy, labels).item() == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="agree"):
+        noised_argmax_logps(clean, noisy, labels[:, 1:])
 
 
 def test_povid_stage_two_averages_two_dpo_losses():
     text = example()
     noise = PairLogps(text.chosen, torch.tensor([-11.0]), text.ref_chosen, torch.tensor([-10.0]))  # h = 1 - (-1)
-    assert povid_loss(text, noise, beta=0.1).losses.item() == pytest.approx(
+    assert povid_loss(text, noise, beta=0.1)[0].losses.item() == pytest.approx(
         0.5 * softplus(-0.2) + 0.5 * softplus(-0.2), abs=1e-6)
     noise2 = PairLogps(text.chosen, torch.tensor([-11.0]), text.ref_chosen, torch.tensor([-11.0]))  # h = 1
-    assert povid_loss(text, noise2, beta=0.1).losses.item() == pytest.approx(
-        0.5 * softplus(-0.2) + 0.5 * softplus(-0.1), abs=1e-6)
+    combined, noise_side = povid_loss(text, noise2, beta=0.1)
+    assert combined.losses.item() == pytest.approx(0.5 * softplus(-0.2) + 0.5 * softplus(-0.1), abs=1e-6)
+    assert combined.rejected_rewards.item() == pytest.approx(-0.1)  # the text side's, as POVID logs
+    assert noise_side.rejected_rewards.item() == pytest.approx(0.0)
 
 
 def test_mdpo_adds_conditional_and_anchor_terms():
@@ -90,3 +99,5 @@ def test_bad_settings_are_named():
         dpo_loss(PairLogps(*[torch.zeros(1)] * 4), loss_type="ipo")
     with pytest.raises(ValueError, match="loss_type"):
         dpo_loss(example(), loss_type="kto")
+    with pytest.raises(ValueError, match="sigmoid and robust"):
+        dpo_loss(example(), loss_type="hinge", label_smoothing=0.1)

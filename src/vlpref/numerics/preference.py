@@ -19,8 +19,10 @@ Losses, per pair (B,):
   authors).
 - `length_normalized=True` divides every log-prob by its response's token count first (Li–Lin–Pei's
   `use_average`; SimPO-style). Off by default: every paper here uses sums.
-- `sft_weight` adds λ·(−log π_θ(y_w|x) / |y_w|), an NLL term on the chosen response (RLAIF-V, Li–Lin–Pei's
-  option; weight 0 in all four papers' settings).
+- `sft_weight` adds λ·(−log π_θ(y_w|x)), the summed NLL of the chosen response, as RLAIF-V's and Li–Lin–Pei's
+  code write it (`DPO_weight·DPO − SFT_weight·logπ(y_w)`; weight 0 in all four papers' settings).
+- `label_smoothing` applies to `sigmoid` (conservative DPO) and `robust` only. Note: TRL 1.16's `sigmoid` ignores
+  label smoothing, so a run with ε > 0 differs from a TRL 1.16 run with the same settings.
 
 POVID stage 2 is `povid_loss`: 0.5·DPO(y_w, y_l^text) + 0.5·DPO(y_w, y_l^noise), the same β in both, where y_l^noise
 is scored by `noised_argmax_logps`. mDPO is `mdpo_loss`: DPO + the image-conditional term + the anchor.
@@ -85,6 +87,8 @@ def dpo_loss(logps: PairLogps, beta: float = 0.1, loss_type: LossType = "sigmoid
     chosen_ratio, rejected_ratio = chosen - ref_chosen, rejected - ref_rejected  # Δ_w, Δ_l
     margin = chosen_ratio - rejected_ratio  # h
     eps = label_smoothing
+    if eps and loss_type not in ("sigmoid", "robust"):
+        raise ValueError(f"label_smoothing applies to the sigmoid and robust losses, not {loss_type}")
     if loss_type == "sigmoid":
         losses = -(1 - eps) * F.logsigmoid(beta * margin) - eps * F.logsigmoid(-beta * margin)
     elif loss_type == "robust":
@@ -101,7 +105,7 @@ def dpo_loss(logps: PairLogps, beta: float = 0.1, loss_type: LossType = "sigmoid
     else:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose sigmoid, robust, hinge or ipo")
     if sft_weight:
-        losses = losses + sft_weight * -_per_token(logps.chosen, logps.chosen_tokens, "sft_weight")
+        losses = losses + sft_weight * -logps.chosen
     return PreferenceLoss(losses, (beta * chosen_ratio).detach(), (beta * rejected_ratio).detach())
 
 
@@ -112,20 +116,23 @@ def noised_argmax_logps(clean_logits: torch.Tensor, noisy_logits: torch.Tensor, 
     ŷ_t = argmax π(· | x_noisy, y_w,<t);  log π(y_l^n) = Σ_t log π(ŷ_t | x_clean, y_w,<t), over y_w's positions.
     Policy and reference each call this with their own logits (each takes its own argmax).
     """
-    if clean_logits.shape != noisy_logits.shape:
-        raise ValueError(f"clean {tuple(clean_logits.shape)} and noisy {tuple(noisy_logits.shape)} logits differ")
+    if clean_logits.shape != noisy_logits.shape or clean_logits.shape[:2] != labels.shape:
+        raise ValueError(f"clean {tuple(clean_logits.shape)}, noisy {tuple(noisy_logits.shape)} logits and labels "
+                         f"{tuple(labels.shape)} must agree on (B, T) (trim labels as the logits were trimmed)")
     scored = labels[:, 1:] != IGNORE  # (B, T-1): positions of y_w's tokens
     predicted = noisy_logits[:, :-1].argmax(dim=-1)  # (B, T-1), no gradient through argmax
     logp = torch.log_softmax(clean_logits[:, :-1].float(), dim=-1)
     picked = logp.gather(-1, predicted.unsqueeze(-1)).squeeze(-1)
-    return (picked * scored).sum(dim=-1)
+    return picked.masked_fill(~scored, 0.0).sum(dim=-1)
 
 
-def povid_loss(text: PairLogps, noise: PairLogps, beta: float = 0.1) -> PreferenceLoss:
-    """POVID stage 2: 0.5·DPO(y_w, y_l^text) + 0.5·DPO(y_w, y_l^noise), sigmoid, same β (methods.md §4.2)."""
+def povid_loss(text: PairLogps, noise: PairLogps, beta: float = 0.1) -> tuple[PreferenceLoss, PreferenceLoss]:
+    """POVID stage 2: 0.5·DPO(y_w, y_l^text) + 0.5·DPO(y_w, y_l^noise), sigmoid, same β (methods.md §4.2).
+
+    Returns (combined, noise side). The combined loss carries the text side's rewards, which is what POVID's own
+    trainer logs; log the noise side's under its own prefix (`metrics(noise_side, noise, prefix="noise/")`)."""
     a, b = dpo_loss(text, beta), dpo_loss(noise, beta)
-    return PreferenceLoss(0.5 * a.losses + 0.5 * b.losses, a.chosen_rewards, 0.5 * (a.rejected_rewards +
-                                                                                   b.rejected_rewards))
+    return PreferenceLoss(0.5 * a.losses + 0.5 * b.losses, a.chosen_rewards, a.rejected_rewards), b
 
 
 def mdpo_loss(logps: PairLogps, chosen_corrupted: torch.Tensor, ref_chosen_corrupted: torch.Tensor,

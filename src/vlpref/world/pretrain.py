@@ -101,33 +101,37 @@ def _lr(step: int, config: PretrainConfig) -> float:
     return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def cell_targets(scene: dict, word_id, positions: bool = False) -> torch.Tensor:
+def cell_targets(scene: dict, word_id, positions: bool = False, small_drawn: bool = False) -> torch.Tensor:
     """(9, K) word ids that describe each grid cell (row-major, as the image tokens), IGNORE where none.
 
     A large object's cell is described by its category and colour; a small one's by "small" and its colour, since
     its shape is not drawn (a disc): the alignment target never asks a patch for what it cannot show. With
     `positions`, every cell (empty ones too) also names its row and column words ("top", "left" …), the words
-    descriptions use for where things are. K = 4 with positions, else 2.
+    descriptions use for where things are. K = 4 with positions, else 2. In a crisp world (`small_drawn`, small
+    shapes drawn in full) small objects are named by their category too.
     """
     targets = torch.full((9, 4 if positions else 2), IGNORE, dtype=torch.long)
     if positions:
         for cell in range(9):
             targets[cell, 2:] = torch.tensor([word_id(ROWS[cell // 3]), word_id(COLS[cell % 3])])
     for o in scene["objects"]:
-        first = o["category"] if o["size"] == "large" else "small"
+        first = o["category"] if o["size"] == "large" or small_drawn else "small"
         targets[o["row"] * 3 + o["col"], :2] = torch.tensor([word_id(first), word_id(o["color"])])
     return targets
 
 
 def alignment_loss(model, pixel_values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of each image token's projected feature, read through the LM's output embedding, against the
-    words describing its cell (two targets, half the mass each; optimum ln 2).
+    words describing its cell (K targets per cell, equal mass each: the optimum is ln 2 on a cell with two words,
+    ln 4 with four).
 
     This stands in for what a real LLaVA starts from: a CLIP tower pretrained on captions and a projector aligned to
     the LM's word space (LLaVA's stage 1). Without it the tiny model learns to describe scenes but not, within the
     10-minute budget, to answer "Is there a {category}?" from the image: the image tokens come to mean the words
     they show only slowly, and yes/no existence needs exactly that to match the asked word against them.
-    pixel_values (B, 3, H, W), targets (B, 9, 2) -> scalar.
+    The features are those the LM's forward uses (`vision_feature_layer`, `vision_feature_select_strategy`); the
+    tower runs a second time for them, which costs little at 9 tokens per image.
+    pixel_values (B, 3, H, W), targets (B, 9, K) -> scalar.
     """
     config = model.config
     features = model.model.get_image_features(
@@ -173,14 +177,16 @@ def pretrain(config: PretrainConfig, out: str | Path, data: str | Path, log=prin
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     start, history = time.perf_counter(), []
     for step in range(config.steps):
-        drawn = ["pope"] * config.batch_size if step < config.pope_first_steps and "pope" in by_task else \
+        pope_first = step < config.pope_first_steps and "pope" in by_task and config.mix.get("pope", 0) > 0
+        drawn = ["pope"] * config.batch_size if pope_first else \
             rng.choices(tasks, weights=weights, k=config.batch_size)
         batch_prompts = [rng.choice(by_task[t]) for t in drawn]
         batch = vlm.build_scoring_batch([chat(p) for p in batch_prompts], [p.reference for p in batch_prompts])
         per_token = vlm.forward_logprobs(batch)  # (B, T)
         loss = -per_token.sum() / (batch["labels"] != IGNORE).sum()
         if config.align_weight:
-            targets = torch.stack([cell_targets(p.meta["scene"], word_id, config.align_positions)
+            targets = torch.stack([cell_targets(p.meta["scene"], word_id, config.align_positions,
+                                                small_drawn=not config.world.small_as_disc)
                                    for p in batch_prompts])  # (B, 9, K)
             loss = loss + config.align_weight * alignment_loss(model, batch["pixel_values"], targets)
         for group in optimizer.param_groups:
