@@ -307,9 +307,11 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
                    for a in done]
     status = Counter(a.parse_status for a in annotations)
     cost = usage.cost(config.endpoint.price_per_million if config.endpoint else None)
-    log(f"judge: {len(annotations)} annotations ({usage.calls} judge calls this run, {usage.prompt_tokens} prompt + "
-        f"{usage.completion_tokens} completion tokens{f', about ${cost:.4f}' if cost is not None else ''}); "
-        "parse status: " + ", ".join(f"{k} {v}" for k, v in sorted(status.items())))
+    tokens = "" if config.backend == "oracle" else (
+        f", {usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens"
+        + (f", about ${cost:.4f}" if cost is not None else ""))
+    log(f"judge: {len(annotations)} annotations ({usage.calls} judge calls this run{tokens}); parse status: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(status.items())))
     write_records(out, "annotations", annotations, candidates=str(candidates_dir.resolve()),
                   prompts=str(prompts_dir.resolve()), judge=judge_id, config=config.model_dump(),
                   config_hash=content_key(config.model_dump()), parse_status=dict(status),
