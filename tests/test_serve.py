@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,8 @@ from vlpref.data.schema import DecodingParams, Turn
 from vlpref.data.store import read_records
 from vlpref.models.chat_api import from_openai_messages, to_openai_messages
 from vlpref.models.remote import Completion, Failure, RemoteChat, RemoteEndpoint
+from vlpref.serve import free_port
 from vlpref.world.tasks import build_split
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

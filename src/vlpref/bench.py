@@ -34,9 +34,9 @@ def bench_sample(model: str = "world:world-base", prompts: int = 64, batch_size:
                  dtype: str = "float32", device: str | None = None) -> dict:
     import tempfile
 
-    from vlpref.candidates.sample import model_path
     from vlpref.data.store import read_records
     from vlpref.models.vlm import VLM, Chat
+    from vlpref.world.models import model_path
     from vlpref.world.tasks import build_split
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,12 +88,11 @@ def latency_app(latency_s: float):
 def latency_server(latency_s: float):
     """`latency_app` in its own process (so the server never competes with the judge for the GIL); yields the
     base URL."""
-    import socket
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from vlpref.serve import free_port
+
+    port = free_port()
     code = (f"import uvicorn; from vlpref.bench import latency_app; "
             f"uvicorn.run(latency_app({latency_s!r}), host='127.0.0.1', port={port}, log_level='error')")
     proc = subprocess.Popen([sys.executable, "-c", code])

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vlpref.errors import VlprefError
+
 
 def content_key(*parts: Any) -> str:
     """sha256 of the canonical JSON of `parts` (sorted keys, no whitespace): equal content, equal key."""
@@ -69,3 +71,23 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+
+FAILED_FILE = "failed.jsonl"
+
+
+def clear_failures(out: Path) -> None:
+    """Forget an earlier run's failure report: out/failed.jsonl lists this run's failures only."""
+    (Path(out) / FAILED_FILE).unlink(missing_ok=True)
+
+
+def report_failures(out: Path, failed: list[tuple[str, str]], what: str, field: str, done: str = "") -> None:
+    """Write out/failed.jsonl ({field: id, reason}) and raise the stage's error, if anything failed."""
+    if not failed:
+        return
+    path = Path(out) / FAILED_FILE
+    with path.open("w") as f:
+        for item, reason in failed:
+            f.write(json.dumps({field: item, "reason": reason}) + "\n")
+    raise VlprefError(f"{len(failed)} {what} failed after retries (first: {failed[0][1]}); {done}reasons in {path}. "
+                      "Run the same command again to retry only those.")

@@ -53,7 +53,6 @@ class Batcher:
         self.generate, self.max_batch, self.max_wait = generate, max_batch, max_wait_ms / 1000
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.executor = ThreadPoolExecutor(max_workers=1)  # the model runs one batch at a time
-        self.batches: list[int] = []  # sizes, for the tests and the benchmark
 
     async def submit(self, chat, params: DecodingParams):
         future = asyncio.get_running_loop().create_future()
@@ -78,7 +77,6 @@ class Batcher:
                 batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
             except TimeoutError:
                 break
-        self.batches.append(len(batch))
         # A batch that fails is run again one request at a time, so a bad request fails alone, not with the
         # requests it happened to be batched with.
         for group in [batch] if len(batch) == 1 else [batch, *[[p] for p in batch]]:
@@ -185,18 +183,23 @@ def build_app(model_id: str, generate, max_batch: int = 16, max_wait_ms: float =
     return app
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
 def serve_in_thread(app, host: str = "127.0.0.1"):
     """Run an ASGI app on a free local port in a background thread; yields its base URL (".../v1").
 
     For notebooks, benchmarks and tests: `with serve_in_thread(build_app(...)) as url: ...`."""
-    import socket
-
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port = s.getsockname()[1]
+    port = free_port(host)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -217,11 +220,11 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | Non
     """Load `model` (hub id, path or world:<name>) and serve it until interrupted."""
     import uvicorn
 
-    from vlpref.candidates.sample import model_path
     from vlpref.models.vlm import VLM
+    from vlpref.world.models import model_path, short_name
 
     vlm = VLM.load(model_path(model), dtype=dtype, device=device)
-    model_id = name or model.removeprefix("world:").rstrip("/").rsplit("/", 1)[-1]
+    model_id = name or short_name(model)
     app = build_app(model_id, lambda chats, params: vlm.generate(chats, params, batch_size=max_batch),
                     max_batch=max_batch, max_wait_ms=max_wait_ms, request_log=request_log,
                     max_tokens_limit=max_tokens_limit)

@@ -125,7 +125,7 @@ def test_retries_resume_after_a_kill(tmp_path, monkeypatch):
         return complete
 
     state = {"kill": True}
-    monkeypatch.setattr(judge_module, "_remote_complete", fake)
+    monkeypatch.setattr(judge_module, "endpoint_complete", fake)
     config = JudgeConfig(backend="openai", endpoint=RemoteEndpoint(base_url="http://unused/v1", model="j"))
     with pytest.raises(KeyboardInterrupt):
         judge(config, cands, tmp_path / "judged")

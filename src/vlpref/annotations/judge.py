@@ -26,7 +26,6 @@ the estimated cost when the endpoint's prices are configured.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,8 @@ from vlpref.config import StrictModel
 from vlpref.data.schema import Annotation, Candidate, DecodingParams, Prompt, Turn
 from vlpref.data.store import read_meta, read_records, write_records
 from vlpref.errors import VlprefError
-from vlpref.journal import Journal, content_key
-from vlpref.models.remote import Completion, Failure, RemoteEndpoint, check_backend
+from vlpref.journal import Journal, clear_failures, content_key, report_failures
+from vlpref.models.remote import Completion, Failure, RemoteEndpoint, check_backend, endpoint_complete, local_complete
 
 
 class JudgeConfig(StrictModel):
@@ -207,40 +206,6 @@ class _AttemptMemo:
         self.journal.put(self._key(i, attempt, schema), text)
 
 
-def _remote_complete(endpoint: RemoteEndpoint):
-    """`complete(messages, params, extras, on_done) -> results` over an OpenAI-compatible endpoint."""
-    from vlpref.models.remote import RemoteChat
-
-    chat = RemoteChat(endpoint)
-
-    def complete(messages, params, extras, on_done=None):
-        return chat.run(messages, params, on_done=on_done, extras=extras)
-
-    return complete
-
-
-def _local_complete(config):
-    """The same over a transformers VLM in this process (`config.model`), in batches of 8."""
-    from vlpref.candidates.sample import model_path
-    from vlpref.models.chat_api import from_openai_messages
-    from vlpref.models.vlm import VLM, Chat
-
-    vlm = VLM.load(model_path(config.model))
-
-    def complete(messages, params, extras, on_done=None):
-        results = []
-        for start in range(0, len(messages), 8):
-            batch = [m() if callable(m) else m for m in messages[start : start + 8]]
-            generated = vlm.generate([Chat(*from_openai_messages(m)) for m in batch], params[start : start + 8])
-            for offset, g in enumerate(generated):
-                results.append(Completion(g.text, g.finish_reason, g.prompt_tokens, len(g.token_ids)))
-                if on_done is not None:
-                    on_done(start + offset, results[-1])
-        return results
-
-    return complete
-
-
 def prompts_of(candidates_dir: Path, given: str | None) -> Path:
     """The prompts folder a candidates folder was sampled from (its meta.json says), unless one is given."""
     if given is not None:
@@ -264,7 +229,7 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
         raise VlprefError(f"{candidates_dir}: candidates name prompts the prompts folder lacks, e.g. {orphans[0]!r}")
     judge_id = config.judge_id()
     journal = Journal(out / "journal.sqlite")
-    (out / "failed.jsonl").unlink(missing_ok=True)  # this run's failures only
+    clear_failures(out)
     work = [(p, by_prompt[p.id]) for p in prompts if by_prompt.get(p.id)]
     # Everything an annotation depends on: the judge, the rubric's content (not just its name), how it is asked,
     # the prompt with its image bytes, and the candidates.
@@ -288,7 +253,7 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
             journal.put(keys[i], [a.model_dump() for a in oracle.annotate(prompt, mine, rubric=config.rubric)])
             usage.calls += 1
     elif todo:
-        complete = _remote_complete(config.endpoint) if config.backend == "openai" else _local_complete(config)
+        complete = endpoint_complete(config.endpoint) if config.backend == "openai" else local_complete(config.model)
         chat_judge = ChatJudge(config, complete, judge_id, supports_schema=config.backend == "openai",
                                memo=_AttemptMemo(journal, [keys[i] for i in todo]))
 
@@ -318,10 +283,5 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
                   usage={"calls": usage.calls, "prompt_tokens": usage.prompt_tokens,
                          "completion_tokens": usage.completion_tokens, "cost_usd": cost}, incomplete=len(failed))
     journal.close()
-    if failed:
-        with (out / "failed.jsonl").open("w") as f:
-            for prompt_id, reason in failed:
-                f.write(json.dumps({"prompt": prompt_id, "reason": reason}) + "\n")
-        raise VlprefError(f"{len(failed)} judge call(s) failed after retries (first: {failed[0][1]}); reasons in "
-                          f"{out / 'failed.jsonl'}. Run the same command again to retry only those.")
+    report_failures(out, failed, "judge call(s)", "prompt")
     return annotations

@@ -26,7 +26,6 @@ Backends: `local` (transformers, batched and left-padded through `vlpref.models.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 from io import BytesIO
@@ -40,11 +39,10 @@ from vlpref.data.augment import AugmentConfig, augment
 from vlpref.data.images import load_image, record_image_digests, resolve_image
 from vlpref.data.schema import Candidate, DecodingParams, Prompt
 from vlpref.data.store import read_records, write_records
-from vlpref.errors import ConfigError, VlprefError
-from vlpref.journal import Journal, content_key
-from vlpref.models.remote import RemoteEndpoint
-
-WORLD_PREFIX = "world:"
+from vlpref.errors import ConfigError
+from vlpref.journal import Journal, clear_failures, content_key, report_failures
+from vlpref.models.remote import RemoteEndpoint, check_backend
+from vlpref.world.models import model_path, short_name
 
 
 class PoolMember(StrictModel):
@@ -67,7 +65,7 @@ class PoolMember(StrictModel):
         if self.id:
             return self.id
         model = self.endpoint.model if self.endpoint else self.model
-        return model.removeprefix(WORLD_PREFIX).rstrip("/").rsplit("/", 1)[-1]
+        return short_name(model)
 
     def identity(self) -> list:
         """What the model's answers depend on, for journal keys: never the API key."""
@@ -77,8 +75,7 @@ class PoolMember(StrictModel):
 
     @model_validator(mode="after")
     def _endpoint_iff_remote(self) -> PoolMember:
-        if (self.backend == "openai") != (self.endpoint is not None):
-            raise ValueError("endpoint: set it exactly when backend is openai")
+        check_backend(self.backend, self.endpoint, self.model if self.backend == "local" else None)
         return self
 
 
@@ -92,15 +89,6 @@ class SampleConfig(StrictModel):
     models_per_prompt: int | None = Field(default=None, ge=1, description="answer each prompt with this many pool "
                                           "members drawn at random (VLFeedback: 4 of 12); none: every member")
     seed: int = 0
-
-
-def model_path(model: str) -> str:
-    """`world:<name>` -> the shipped world model's folder; anything else is passed to from_pretrained as is."""
-    if model.startswith(WORLD_PREFIX):
-        from vlpref.world.models import world_model_path
-
-        return str(world_model_path(model.removeprefix(WORLD_PREFIX)))
-    return model
 
 
 def resolve_prompts(config_prompts: str | None, out: Path, world_images: int, seed: int) -> Path:
@@ -119,7 +107,7 @@ def _load(root: Path, relative: str, candidate: Candidate, i: int):
     return load_image(root, relative, file=root, record_id=candidate.id, field=f"images[{i}]")
 
 
-def _augmented_images(prompt: Prompt, root: Path, out: Path, config: AugmentConfig) -> list[str]:
+def augmented_images(prompt: Prompt, root: Path, out: Path, config: AugmentConfig) -> list[str]:
     """Write and return the augmented copies of a prompt's images, relative to `out`.
 
     Augmentation is deterministic, so the bytes are made again on every run and a file that differs (a write cut
@@ -156,7 +144,7 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     root = resolve_prompts(config.prompts, out, config.world_images, config.seed)
     prompts: list[Prompt] = read_records(root)
     journal = Journal(out / "journal.sqlite")
-    (out / "failed.jsonl").unlink(missing_ok=True)  # this run's failures only
+    clear_failures(out)
     variants: list[tuple[str, AugmentConfig | None]] = ([("original", None)] if config.original else []) + (
         [(config.augment.tag(), config.augment)] if config.augment else [])
 
@@ -164,6 +152,8 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     plan: list[tuple[PoolMember, Candidate, str, Path, list[str]]] = []
     for prompt in prompts:
         digest = record_image_digests(root, prompt)
+        images_of = {variant: augmented_images(prompt, root, out, aug) if aug else list(prompt.images)
+                     for variant, aug in variants}  # made once per prompt, shared by every pool member
         members = config.pool
         if config.models_per_prompt is not None and config.models_per_prompt < len(members):
             draw = random.Random(content_key("members", config.seed, prompt.id))
@@ -171,7 +161,7 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
             members = [m for i, m in enumerate(members) if i in chosen]
         for member in members:
             for variant, aug in variants:
-                images = _augmented_images(prompt, root, out, aug) if aug else list(prompt.images)
+                images = images_of[variant]
                 for index in range(member.n):
                     suffix = str(index) if aug is None else f"{variant}-{index}"
                     if member.decoding.seed is None:
@@ -218,13 +208,7 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     write_records(out, "candidates", candidates, prompts=str(root.resolve()), config=config.model_dump(),
                   config_hash=content_key(config.model_dump()), incomplete=len(failed))
     journal.close()
-    if failed:
-        with (out / "failed.jsonl").open("w") as f:
-            for candidate_id, reason in failed:
-                f.write(json.dumps({"candidate": candidate_id, "reason": reason}) + "\n")
-        raise VlprefError(f"{len(failed)} request(s) failed after retries (first: {failed[0][1]}); "
-                          f"{len(candidates)} candidates written; reasons in {out / 'failed.jsonl'}. "
-                          "Run the same command again to retry only those.")
+    report_failures(out, failed, "request(s)", "candidate", done=f"{len(candidates)} candidates written; ")
     return candidates
 
 
@@ -234,7 +218,10 @@ def _sample_remote(member: PoolMember, mine: list, chat_of, journal: Journal, lo
     from vlpref.models.remote import Completion, RemoteChat
 
     def make(c, r, images):  # built when the request is sent, not all up front
-        return lambda: to_openai_messages(*_parts(chat_of(c, r, images)))
+        def messages():
+            chat = chat_of(c, r, images)
+            return to_openai_messages(chat.turns, chat.images)
+        return messages
 
     messages = [make(c, r, images) for _, c, _, r, images in mine]
     failed: list[tuple[str, str]] = []
@@ -250,10 +237,6 @@ def _sample_remote(member: PoolMember, mine: list, chat_of, journal: Journal, lo
     RemoteChat(member.endpoint).run(messages, [c.decoding for _, c, _, _, _ in mine], on_done=on_done)
     log(f"sample: {member.name} {len(mine) - len(failed)}/{len(mine)} done, {len(failed)} failed")
     return failed
-
-
-def _parts(chat):
-    return chat.turns, chat.images
 
 
 def _finish(reason: str) -> str:

@@ -147,6 +147,39 @@ class RemoteChat:
         return asyncio.run(main())
 
 
+def endpoint_complete(endpoint: RemoteEndpoint):
+    """`complete(messages, params, extras, on_done) -> results` over an OpenAI-compatible endpoint: the model call
+    the chat judge and the chat injector make."""
+    chat = RemoteChat(endpoint)
+
+    def complete(messages, params, extras, on_done=None):
+        return chat.run(messages, params, on_done=on_done, extras=extras)
+
+    return complete
+
+
+def local_complete(model: str, batch_size: int = 8):
+    """The same over a transformers VLM in this process (hub id, path or world:<name>), in batches."""
+    from vlpref.models.chat_api import from_openai_messages
+    from vlpref.models.vlm import VLM, Chat
+    from vlpref.world.models import model_path
+
+    vlm = VLM.load(model_path(model))
+
+    def complete(messages, params, extras, on_done=None):
+        results = []
+        for start in range(0, len(messages), batch_size):
+            batch = [m() if callable(m) else m for m in messages[start : start + batch_size]]
+            chats = [Chat(*from_openai_messages(m)) for m in batch]
+            for offset, g in enumerate(vlm.generate(chats, params[start : start + batch_size], batch_size)):
+                results.append(Completion(g.text, g.finish_reason, g.prompt_tokens, len(g.token_ids)))
+                if on_done is not None:
+                    on_done(start + offset, results[-1])
+        return results
+
+    return complete
+
+
 def _message(error) -> str:
     body = getattr(error, "body", None)
     if isinstance(body, dict):

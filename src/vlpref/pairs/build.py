@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from vlpref.candidates.sample import _augmented_images, resolve_prompts
+from vlpref.candidates.sample import augmented_images, resolve_prompts
 from vlpref.config import StrictModel
 from vlpref.data.augment import AugmentConfig
 from vlpref.data.images import place_image, record_image_digests, resolve_image
@@ -88,7 +88,8 @@ def build_pairs(config: PairsConfig, out: str | Path, log=print) -> list[Prefere
         candidates = _group(read_records(candidates_dir), "prompt_id")
         by_prompt = _group(annotations, "prompt_id")
         meta_in = {"annotations": str(Path(config.annotations).resolve()), "candidates": str(candidates_dir.resolve())}
-        extra = {"rejection-sampling": [], "steerlm": []}
+        if config.strategy == "helpsteer":
+            extra = {"rejection-sampling": [], "steerlm": []}
         for prompt in prompts:
             mine, rated = candidates.get(prompt.id, []), by_prompt.get(prompt.id, [])
             if not mine:
@@ -105,8 +106,6 @@ def build_pairs(config: PairsConfig, out: str | Path, log=print) -> list[Prefere
                                         and (r := rules.steerlm_record(prompt, c, by_id[c.id])) is not None)
             pairs.extend(made)
             skipped.extend(why)
-        if config.strategy == "vlfeedback":
-            extra = {}
 
     elif config.strategy == "seva":
         if config.candidates is None:
@@ -147,7 +146,7 @@ def build_pairs(config: PairsConfig, out: str | Path, log=print) -> list[Prefere
                 if prompt.reference is None or not prompt.images:
                     skipped.append(rules.Skip(prompt.id, "needs images and a reference answer"))
                     continue
-                corrupted = _augmented_images(prompt, prompts_dir, out, config.augment)
+                corrupted = augmented_images(prompt, prompts_dir, out, config.augment)
                 pairs.append(rules.image_contrast_pair(prompt, prompt.reference, corrupted, config.augment.tag()))
 
     _write(out, config, pairs, skipped, extra, prompts_dir, meta_in, log)

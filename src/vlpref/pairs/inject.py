@@ -67,12 +67,13 @@ def kind_for(prompt: Prompt, kind: str) -> str:
 
 class ChatInjector:
     def __init__(self, config: InjectorConfig, complete=None):
-        from vlpref.annotations.judge import _local_complete, _remote_complete
+        from vlpref.models.remote import endpoint_complete, local_complete
 
         self.config = config
         self.prompt = load_injection_prompt(config.template)
         if complete is None:
-            complete = _remote_complete(config.endpoint) if config.backend == "openai" else _local_complete(config)
+            openai = config.backend == "openai"
+            complete = endpoint_complete(config.endpoint) if openai else local_complete(config.model)
         self.complete = complete
 
     def messages(self, prompt: Prompt, kind: str, root: Path) -> list[dict]:

@@ -32,6 +32,21 @@ def world_model_path(name: str = BASE) -> Path:
     raise VlprefError(f"no world model {name!r} (shipped: {known}); train it with `vlpref world pretrain --pool`")
 
 
+WORLD_PREFIX = "world:"
+
+
+def model_path(model: str) -> str:
+    """`world:<name>` -> the shipped world model's folder; anything else (hub id, path) is returned as is."""
+    if model.startswith(WORLD_PREFIX):
+        return str(world_model_path(model.removeprefix(WORLD_PREFIX)))
+    return model
+
+
+def short_name(model: str) -> str:
+    """The name a model goes by in ids and on a server: 'world:world-base' -> 'world-base', 'org/m-7b' -> 'm-7b'."""
+    return model.removeprefix(WORLD_PREFIX).rstrip("/").rsplit("/", 1)[-1]
+
+
 def world_model_names() -> list[str]:
     """Names of the shipped models: the base model first, then the pool."""
     summary = SHIPPED / "world_models.json"
