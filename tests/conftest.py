@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from vlpref.models.tiny import ARCHITECTURES, save_tiny
+from vlpref.models.vlm import VLM
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +14,12 @@ def tiny_dirs(tmp_path_factory) -> dict[str, str]:
     """arch -> folder of a saved tiny model (standard HF layout), built offline."""
     root = tmp_path_factory.mktemp("tiny")
     return {arch: str(save_tiny(arch, root / arch)) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="module", params=ARCHITECTURES)
+def vlm(request, tiny_dirs) -> VLM:
+    """A tiny model of each supported architecture (the test runs once per architecture)."""
+    return VLM.load(tiny_dirs[request.param])
 
 
 def solid(color: tuple[int, int, int], size: tuple[int, int] = (32, 32)) -> Image.Image:

@@ -383,6 +383,31 @@ def prefs(
 
 
 @app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="run folder: checkpoints, log.jsonl, model/ (rerun to resume)")],
+    config: ConfigOpt = None,
+    method: Annotated[str | None, typer.Option(help="sft, rs, steerlm or dpo")] = None,
+    data: Annotated[Path | None, typer.Option(help="pairs (dpo) or prompts-with-answers (sft, rs, steerlm) folder")]
+    = None,
+    model: Annotated[str | None, typer.Option(help="hub id, local path or a shapes-world model name")] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    max_steps: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    resume: Annotated[bool, typer.Option(help="continue from OUT's latest checkpoint if it has one")] = True,
+):
+    """Train with SFT, rejection sampling, SteerLM or a DPO-family objective (on accelerate: `accelerate launch -m
+    vlpref.cli train ...` or `torchrun --nproc_per_node N -m vlpref.cli train ...` for several processes)."""
+    from vlpref.training.config import TrainConfig
+    from vlpref.training.trainer import train as run_training
+
+    cfg = _config(TrainConfig, config, None, method=method, data=str(data) if data else None, model=model, lr=lr,
+                  epochs=epochs, max_steps=max_steps, seed=seed)
+    result = run_training(cfg, out, resume=resume, log=console.print)
+    console.print(f"[green]trained[/] {result.steps} step(s); final loss {result.final_loss:.4f}; run in {out}")
+
+
+@app.command()
 def serve(
     model: Annotated[str, typer.Argument(help="hub id, local path or world:<name>")] = "world:world-base",
     host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 exposes the model to your network")]

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from vlpref.data.schema import DecodingParams, Turn
-from vlpref.models.tiny import ARCHITECTURES
 from vlpref.models.vlm import VLM, Chat
 from vlpref.numerics.logprobs import IGNORE
-
-
-@pytest.fixture(scope="module", params=ARCHITECTURES)
-def vlm(request, tiny_dirs) -> VLM:
-    return VLM.load(tiny_dirs[request.param])
 
 
 def chats(images) -> list[Chat]:

@@ -342,8 +342,10 @@ class VLM:
         """Token ids of a response as the chat template writes it: the text, then the end-of-turn token."""
         return [*self.tokenizer(response, add_special_tokens=False)["input_ids"], self.end_of_turn_id]
 
-    def build_scoring_batch(self, chats: list[Chat], responses: list[str]) -> dict[str, torch.Tensor]:
+    def build_scoring_batch(self, chats: list[Chat], responses: list[str] | list[list[int]]) -> dict[str, torch.Tensor]:
         """Prompt tokens (from the processor) + response tokens, right-padded; `labels` mark the response.
+
+        A response is a text (tokenised by `response_ids`) or a list of token ids used as they are.
 
         Response tokens are appended at the token level (as TRL does), so the prompt is tokenised exactly as for
         generation. Returns the model inputs plus `labels` (B, T) with IGNORE on prompt, image and padding positions.
@@ -353,7 +355,8 @@ class VLM:
         rows = []
         for b, response in enumerate(responses):
             n = int(mask[b].sum())  # right padding: the prompt is the first n positions
-            rows.append((prompts["input_ids"][b, :n], torch.tensor(self.response_ids(response), device=self.device)))
+            ids = response if isinstance(response, list) else self.response_ids(response)
+            rows.append((prompts["input_ids"][b, :n], torch.tensor(ids, dtype=torch.long, device=self.device)))
         width = max(len(p) + len(r) for p, r in rows)
         batch = len(rows)
         input_ids = torch.full((batch, width), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)

@@ -1,0 +1,84 @@
+"""Checkpoints with exact resume: trainable weights, optimizer and scheduler state, step, and every process's RNG.
+
+    out/checkpoints/step-000040/
+        trainable.safetensors   the weights that train (LoRA adapters, or all of them), by name
+        optimizer.pt            AdamW state; tensors and numbers only, read back with torch.load(weights_only=True)
+        state.json              step, scheduler state, the settings hash the run was started with
+        rng-0.pt, rng-1.pt …    each process's torch RNG state (LoRA dropout draws from it)
+
+Frozen weights are not saved: they are the base model's, read again from it on resume. A checkpoint is written to a
+temporary folder and renamed into place, so a kill mid-save leaves the previous checkpoint as the latest. Resuming
+restores all of the above and continues at the next step; the data order is a function of (seed, epoch), so the
+batches after resume are the ones an uninterrupted run sees, and so are the losses (tests/training/test_train.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from vlpref.errors import VlprefError
+
+PREFIX = "step-"
+
+
+def checkpoints(out: Path) -> list[Path]:
+    folder = out / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.name.startswith(PREFIX) and (p / "state.json").is_file()),
+                  key=lambda p: int(p.name.removeprefix(PREFIX)))
+
+
+def save(out: Path, step: int, model: torch.nn.Module, optimizer, scheduler, settings_hash: str, rank: int,
+         world_size: int, barrier, keep: int) -> Path:
+    """Every process writes its RNG state; the main process writes the rest and moves the folder into place."""
+    final = out / "checkpoints" / f"{PREFIX}{step:06d}"
+    tmp = out / "checkpoints" / f".tmp-{PREFIX}{step:06d}"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier()
+    torch.save(torch.get_rng_state(), tmp / f"rng-{rank}.pt")
+    if rank == 0:
+        weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        save_file(weights, tmp / "trainable.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    barrier()  # every rank's RNG file is in tmp before it moves
+    if rank == 0:
+        (tmp / "state.json").write_text(json.dumps({"step": step, "scheduler": scheduler.state_dict(),
+                                                    "settings": settings_hash, "world_size": world_size}))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        for old in checkpoints(out)[:-keep]:
+            shutil.rmtree(old)
+    barrier()
+    return final
+
+
+def load(folder: Path, model: torch.nn.Module, optimizer, scheduler, settings_hash: str, rank: int,
+         world_size: int) -> int:
+    """Restore a checkpoint into the live objects; returns its step."""
+    state = json.loads((folder / "state.json").read_text())
+    if state["settings"] != settings_hash:
+        raise VlprefError(f"{folder} was made with other training settings; resume with the same config, or "
+                          "train into a new --out (or pass --no-resume to start over here)")
+    if state["world_size"] != world_size:
+        raise VlprefError(f"{folder} was made by {state['world_size']} process(es), this run has {world_size}; "
+                          "exact resume needs the same number")
+    weights = load_file(folder / "trainable.safetensors")
+    params = dict(model.named_parameters())
+    trainable = {n for n, p in params.items() if p.requires_grad}
+    if set(weights) != trainable:
+        raise VlprefError(f"{folder}: its weights do not match this model's trainable parameters")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(torch.load(folder / f"rng-{rank}.pt", weights_only=True))
+    return state["step"]

@@ -1,0 +1,98 @@
+"""The training stage's typed config: `vlpref train --config recipes/seva/train_world.yaml`.
+
+    >>> from vlpref.training.config import TrainConfig
+    >>> TrainConfig(method="dpo", data="runs/seva-data/pairs", lr=2e-6, lora={"r": 16, "alpha": 32})
+
+Defaults follow the papers where they agree (β 0.1, sigmoid DPO on summed log-probs, cosine schedule, LoRA on the
+language model's linear layers, vision tower frozen); each paper's recipe sets the rest (methods.md §§1.4–4.3).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from vlpref.config import StrictModel
+from vlpref.numerics.preference import LossType
+from vlpref.training.data import Truncation
+
+Method = Literal["sft", "rs", "steerlm", "dpo"]
+
+
+class LoraSettings(StrictModel):
+    r: int = Field(default=16, ge=1)
+    alpha: float = Field(default=32.0, gt=0)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        default="all-linear",
+        description="module names (e.g. [q_proj, v_proj]) or every linear layer of the language model "
+                    "(vision tower, projector and LM head excluded)")
+
+
+class TrainConfig(StrictModel):
+    method: Method = Field(description="sft, rs (rejection sampling), steerlm: SFT on the data's target answers; "
+                                       "dpo: a preference objective on pairs")
+    data: str = Field(description="a dataset folder: pairs for dpo; prompts with target answers (or pairs, whose "
+                                  "chosen side is the target) for sft, rs and steerlm")
+    model: str = Field(default="world-base", description="hub id, local folder, or a shapes-world model name")
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="float32", description="weights' dtype; bf16 weights + `mixed_precision: bf16` on GPUs")
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    device: Literal["auto", "cpu"] = Field(default="auto", description="auto: accelerate's choice (GPU if present)")
+
+    # the objective (dpo)
+    objective: Literal["dpo"] = "dpo"
+    loss_type: LossType = "sigmoid"
+    beta: float = Field(default=0.1, gt=0)
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
+    length_normalized: bool = False
+    sft_weight: float = Field(default=0.0, ge=0.0, description="λ of an NLL term on the chosen response")
+    reference: Literal["precomputed", "online"] = Field(
+        default="precomputed",
+        description="precomputed: reference log-probs computed once before training (with LoRA: the base model; "
+                    "full fine-tuning: the initial weights) and cached on disk; online: every step, with the "
+                    "adapters disabled (LoRA) or a frozen copy (full fine-tuning)")
+    reference_cache: str | None = Field(
+        default=None, description="sqlite file of cached reference log-probs (default: <out>/reference.sqlite); "
+                                  "point runs at one file to share them")
+
+    # what trains
+    finetune: Literal["lora", "full"] = "lora"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    freeze_vision: bool = True
+    freeze_projector: bool = Field(default=True, description="false: the projector trains too (full weights, "
+                                                              "at projector_lr)")
+    projector_lr: float | None = Field(default=None, ge=0, description="default: lr")
+
+    # optimisation
+    lr: float = Field(default=1e-5, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    epochs: int = Field(default=1, ge=1)
+    max_steps: int | None = Field(default=None, ge=1,
+                                  description="train this many optimizer steps, whatever `epochs` says (HF's rule)")
+    batch_size: int = Field(default=2, ge=1, description="examples per process per micro-step")
+    grad_accum: int = Field(default=1, ge=1)
+    seed: int = 0
+    max_length: int = Field(default=2048, ge=2, description="prompt (image tokens included) + response tokens")
+    truncation: Truncation = "response"
+    prefix_sharing: bool = Field(default=True, description="encode image + prompt once per pair")
+    gradient_checkpointing: bool = False
+
+    # outputs
+    save_every: int = Field(default=0, ge=0, description="checkpoint every N optimizer steps (0: only at the end)")
+    keep_checkpoints: int = Field(default=2, ge=1)
+    log_every: int = Field(default=1, ge=1)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+    merge_lora: bool = Field(default=True, description="export the LoRA merged into a standard HF model folder")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.method != "dpo" and self.sft_weight:
+            raise ValueError("sft_weight is a DPO option; SFT methods are all NLL already")
+        return self
