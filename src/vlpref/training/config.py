@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from vlpref.config import StrictModel
+from vlpref.data.augment import AugmentConfig
 from vlpref.numerics.preference import LossType
 from vlpref.training.data import Truncation
 
@@ -43,7 +44,12 @@ class TrainConfig(StrictModel):
     device: Literal["auto", "cpu"] = Field(default="auto", description="auto: accelerate's choice (GPU if present)")
 
     # the objective (dpo)
-    objective: Literal["dpo"] = "dpo"
+    objective: Literal["dpo", "povid", "mdpo"] = Field(
+        default="dpo", description="dpo: the DPO family (loss_type); povid: POVID's stage 2 (+ the noised-image "
+                                   "negative); mdpo: mDPO (+ image-conditional and anchor terms)")
+    image_negative: AugmentConfig | None = Field(
+        default=None, description="povid / mdpo: the image distortion (default: POVID's diffusion noise at step 500 "
+                                  "on pixels; mDPO's 1-20% crop)")
     loss_type: LossType = "sigmoid"
     beta: float = Field(default=0.1, gt=0)
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
@@ -95,4 +101,10 @@ class TrainConfig(StrictModel):
     def _consistent(self) -> TrainConfig:
         if self.method != "dpo" and self.sft_weight:
             raise ValueError("sft_weight is a DPO option; SFT methods are all NLL already")
+        if self.objective != "dpo" and (self.loss_type != "sigmoid" or self.label_smoothing or self.sft_weight
+                                        or self.length_normalized):
+            raise ValueError(f"objective {self.objective} is built on sigmoid DPO as its paper defines it; "
+                             "loss_type, label_smoothing, sft_weight and length_normalized apply to objective dpo")
+        if self.objective == "dpo" and self.image_negative is not None:
+            raise ValueError("image_negative applies to objectives povid and mdpo")
         return self

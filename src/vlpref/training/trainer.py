@@ -41,12 +41,13 @@ from pathlib import Path
 
 import torch
 
+from vlpref.errors import VlprefError
 from vlpref.models.vlm import VLM
-from vlpref.numerics.preference import PairLogps, dpo_loss, metrics
 from vlpref.training import checkpoint
 from vlpref.training.config import TrainConfig
 from vlpref.training.data import Example, load_examples
 from vlpref.training.forward import score_examples
+from vlpref.training.objectives import TERMS, negative_image, objective_loss, score_terms
 from vlpref.training.params import param_groups, setup_trainable
 from vlpref.training.reference import ReferenceCache, model_fingerprint
 from vlpref.world.models import WORLD_PREFIX, model_path, world_model_names
@@ -106,6 +107,9 @@ class Trainer:
         self.log(f"{len(self.examples)} example(s) from {self.root}"
                  + (f"; {len(dropped)} dropped by the truncation policy (out/dropped.jsonl)" if dropped else ""))
         contrast = sum(e.rejected_images is not None for e in self.examples)
+        if contrast and c.objective != "dpo":
+            raise VlprefError(f"objective {c.objective} builds its extra negative from the chosen side's image; "
+                              f"{contrast} pair(s) in {self.root} have their own rejected images")
         self.prefix_sharing = c.prefix_sharing and not c.gradient_checkpointing
         if c.prefix_sharing and c.gradient_checkpointing:
             self.log("prefix sharing is off: transformers drops the KV cache under gradient checkpointing")
@@ -116,8 +120,15 @@ class Trainer:
         self.copy = None
         if c.method == "dpo" and c.reference == "precomputed":
             cache_path = Path(c.reference_cache) if c.reference_cache else self.out / "reference.sqlite"
-            self.reference = ReferenceCache(cache_path, model_fingerprint(path, c.revision, c.dtype))
-            self.reference.compute(self.vlm, self.examples, self.root, c.batch_size, self.prefix_sharing,
+            aug = negative_image(c)
+            scored = [c.objective, aug.model_dump() if aug else None]
+            self.reference = ReferenceCache(cache_path, model_fingerprint(path, c.revision, c.dtype), scored)
+
+            def score(batch: list[Example]) -> torch.Tensor:
+                terms, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing)
+                return torch.stack([terms[t] for t in TERMS[c.objective]], dim=1).float().cpu()
+
+            self.reference.compute(self.vlm, self.examples, self.root, score, c.batch_size,
                                    shard=(self.rank, self.world), log=self.log)
             self.accelerator.wait_for_everyone()
         elif c.method == "dpo" and c.finetune == "full":  # online reference for full fine-tuning: a frozen copy
@@ -151,22 +162,23 @@ class Trainer:
     def micro_loss(self, batch: list[Example], normaliser: float) -> tuple[torch.Tensor, dict]:
         """This micro-batch's part of the global batch's loss (already scaled), and its metrics (sums over pairs)."""
         c = self.config
-        sums, counts = score_examples(self.vlm, batch, self.root, self.prefix_sharing, model=self.model)
         if c.method != "dpo":  # NLL summed over tokens; normaliser = the global batch's token count
+            sums, counts = score_examples(self.vlm, batch, self.root, self.prefix_sharing, model=self.model)
             nll = -sums[:, 0].sum()
             return nll * self.world / normaliser, {"nll_sum": nll.item(), "tokens": counts.sum().item()}
+        terms, counts = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
         if self.reference is not None:
-            ref = self.reference.get(self.root, batch).to(sums.device)
+            cached = self.reference.get(self.root, batch).to(counts.device)
+            ref = {t: cached[:, i] for i, t in enumerate(TERMS[c.objective])}
         else:
             with torch.no_grad():
                 if self.copy is not None:
-                    ref, _ = score_examples(self.vlm, batch, self.root, self.prefix_sharing, model=self.copy)
+                    ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.copy)
                 else:
                     with self.accelerator.unwrap_model(self.model).disable_adapter():
-                        ref, _ = score_examples(self.vlm, batch, self.root, self.prefix_sharing, model=self.model)
-        logps = PairLogps(sums[:, 0], sums[:, 1], ref[:, 0], ref[:, 1], counts[:, 0], counts[:, 1])
-        out = dpo_loss(logps, c.beta, c.loss_type, c.label_smoothing, c.length_normalized, c.sft_weight)
-        found = {k: v * len(batch) for k, v in metrics(out, logps).items()}  # sums, averaged at log time
+                        ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
+        out, found = objective_loss(c, terms, ref, counts)
+        found = {k: v * len(batch) for k, v in found.items()}  # sums, averaged over the global batch at log time
         return out.losses.sum() * self.world / normaliser, found
 
     # -- the loop ---------------------------------------------------------------------------------------------
