@@ -9,11 +9,13 @@ from vlpref.config import StrictModel, load_yaml, parse
 from vlpref.demo import DemoConfig
 from vlpref.errors import ConfigError
 from vlpref.pairs.recipe import DataRecipe
+from vlpref.training.config import TrainConfig
 from vlpref.world.pretrain import PoolConfig
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 # recipe name (its `recipe:` key) -> the schema that runs it; grows as recipes are added.
-SCHEMAS = {"foundation-demo": DemoConfig, "world-pretrain": PoolConfig, "preference-data": DataRecipe}
+SCHEMAS = {"foundation-demo": DemoConfig, "world-pretrain": PoolConfig, "preference-data": DataRecipe,
+           "training": TrainConfig}
 
 
 def test_unknown_key_names_nearest_valid_key(tmp_path):
@@ -61,3 +63,12 @@ def test_recipes_exist():
 def test_world_recipe_equals_the_defaults():
     """`vlpref world pretrain` without --config must make what recipes/world_pretrain.yaml describes."""
     assert load_yaml(PoolConfig, RECIPES / "world_pretrain.yaml") == PoolConfig()
+
+
+def test_accelerate_configs_load():
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    configs = sorted((RECIPES.parent / "configs" / "accelerate").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        ClusterConfig.from_yaml_file(str(path))  # raises on keys accelerate does not know

@@ -32,6 +32,7 @@ class LoraSettings(StrictModel):
 
 
 class TrainConfig(StrictModel):
+    recipe: Literal["training"] = Field(default="training", description="marks a training recipe file")
     method: Method = Field(description="sft, rs (rejection sampling), steerlm: SFT on the data's target answers; "
                                        "dpo: a preference objective on pairs")
     data: str = Field(description="a dataset folder: pairs for dpo; prompts with target answers (or pairs, whose "

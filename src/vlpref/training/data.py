@@ -103,5 +103,7 @@ def load_examples(root: str | Path, vlm: VLM, kind: Literal["pairs", "sft"], max
             responses = [r[:room] for r in responses]
         examples.append(Example(record.id, record, responses, prompt_tokens))
     if not examples:
-        raise VlprefError(f"{root}: no example left to train on ({len(dropped)} dropped; see the reasons)")
+        first = f"; first: {dropped[0]['id']}: {dropped[0]['reason']}" if dropped else ""
+        raise VlprefError(f"{root}: no example left to train on ({len(dropped)} dropped by the truncation "
+                          f"policy{first})")
     return examples, dropped

@@ -8,7 +8,9 @@ Why our own loop on accelerate and not transformers' Trainer (or TRL's DPOTraine
 method here — responses continue from a shared image+prompt prefix, reference log-probs come from a cache, POVID
 scores a second negative built online — and Trainer's `compute_loss` hook would hide most of the loop behind it
 anyway. Exact resume needs the data order and RNG in our hands too. accelerate does what it is good at: processes,
-DDP, mixed precision, and DeepSpeed/FSDP through its config files (configs/accelerate/).
+DDP and mixed precision (configs/accelerate/ddp.yaml). DeepSpeed ZeRO and FSDP are not supported yet: checkpoints
+here save each trainable parameter whole, which sharded parameters are not, and DeepSpeed's engine steps inside
+`backward`, which this loop's accumulation would have to follow; both need a GPU machine to validate.
 
 The run, top to bottom:
 1. load the model and the examples (truncation policy in `training.data`; dropped examples -> out/dropped.jsonl);
@@ -53,7 +55,7 @@ from vlpref.training.reference import ReferenceCache, model_fingerprint
 from vlpref.world.models import WORLD_PREFIX, model_path, world_model_names
 
 # Settings that do not change what is computed: a resumed run may change them.
-NOT_HASHED = {"save_every", "keep_checkpoints", "log_every", "report_to", "reference_cache"}
+NOT_HASHED = {"recipe", "save_every", "keep_checkpoints", "log_every", "report_to", "reference_cache"}
 
 
 @dataclass
