@@ -268,6 +268,9 @@ def world_eval(
     data: Annotated[Path | None, typer.Option(help="world eval split (default: built under the model folder)")]
     = None,
     images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
+    steer: Annotated[str | None, typer.Option(help="SteerLM models: ask for these attribute values, e.g. "
+                                                   "'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")]
+    = None,
 ):
     """Greedy answers on held-out scenes: CHAIR_s/CHAIR_i, attribute/count/position/relation hallucination,
     coverage, and world-POPE per split."""
@@ -282,7 +285,17 @@ def world_eval(
     data = data or Path("runs/world-eval")
     if not (data / "records.jsonl").is_file():
         build_split(data, "eval", images)
-    results = evaluate_world(VLM.load(model), data)
+    from vlpref.data.schema import Turn
+    from vlpref.data.steerlm import parse_targets, steered
+
+    targets = None
+    if steer:
+        try:
+            targets = parse_targets(steer)
+            steered([Turn(role="user", text="?")], targets)
+        except ValueError as error:
+            raise VlprefError(f"--steer: {error}") from None
+    results = evaluate_world(VLM.load(model), data, steer=targets)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2))
 
 

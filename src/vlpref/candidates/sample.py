@@ -37,7 +37,8 @@ from pydantic import Field, model_validator
 from vlpref.config import StrictModel
 from vlpref.data.augment import AugmentConfig, augment
 from vlpref.data.images import load_image, record_image_digests, resolve_image
-from vlpref.data.schema import Candidate, DecodingParams, Prompt
+from vlpref.data.schema import Candidate, DecodingParams, Prompt, Turn
+from vlpref.data.steerlm import steered
 from vlpref.data.store import read_records, write_records
 from vlpref.errors import ConfigError
 from vlpref.journal import Journal, clear_failures, content_key, report_failures
@@ -59,6 +60,13 @@ class PoolMember(StrictModel):
     dtype: str = Field(default="float32", description="torch dtype of a local model: float32, bfloat16, float16")
     device: str | None = None
     batch_size: int = Field(default=16, ge=1)
+    steer: dict[str, float] | None = Field(
+        default=None, description="SteerLM: ask for these HelpSteer attribute values (e.g. all 4), appended to the "
+                                  "question as the model was trained (vlpref.data.steerlm)")
+
+    def query(self, prompt: Prompt) -> list:
+        """The turns this member answers: the prompt's, steered if the member is a SteerLM model."""
+        return steered(prompt.query, self.steer) if self.steer else prompt.query
 
     @property
     def name(self) -> str:
@@ -68,10 +76,17 @@ class PoolMember(StrictModel):
         return short_name(model)
 
     def identity(self) -> list:
-        """What the model's answers depend on, for journal keys: never the API key."""
+        """What the model's answers depend on, for journal keys: never the API key. (Steering changes the
+        question, which is in the key already.)"""
         if self.endpoint is not None:
             return [self.endpoint.base_url, self.endpoint.model]
         return [self.model, self.revision, self.dtype]
+
+    @model_validator(mode="after")
+    def _steer_has_every_attribute(self) -> PoolMember:
+        if self.steer is not None:
+            steered([Turn(role="user", text="?")], self.steer)  # ValueError naming a missing attribute
+        return self
 
     @model_validator(mode="after")
     def _endpoint_iff_remote(self) -> PoolMember:
@@ -169,7 +184,7 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
                     else:  # a fixed seed still gives each of the n responses its own (same one per variant)
                         seed = member.decoding.seed + index
                     decoding = member.decoding.model_copy(update={"seed": seed})
-                    key = content_key("sample", member.identity(), [t.model_dump() for t in prompt.query],
+                    key = content_key("sample", member.identity(), [t.model_dump() for t in member.query(prompt)],
                                       digest, aug.model_dump() if aug else variant, decoding.model_dump())
                     candidate = Candidate(id=f"{prompt.id}/{member.name}/{suffix}", prompt_id=prompt.id,
                                           model_id=member.name, text="", decoding=decoding,
@@ -184,8 +199,8 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
         mine = [item for item in todo if item[0] is member]
         if not mine:
             continue
-        chat_of = lambda c, r, images: Chat(  # noqa: E731
-            by_prompt[c.prompt_id].query, [_load(r, name, c, i) for i, name in enumerate(images)])
+        chat_of = lambda c, r, images, member=member: Chat(  # noqa: E731
+            member.query(by_prompt[c.prompt_id]), [_load(r, name, c, i) for i, name in enumerate(images)])
         if member.backend == "openai":
             failed += _sample_remote(member, mine, chat_of, journal, log)
             continue

@@ -26,12 +26,9 @@ import random
 from dataclasses import dataclass
 
 from vlpref.data.schema import Annotation, Candidate, PreferencePair, Prompt, Turn
+from vlpref.data.steerlm import HELPSTEER_ATTRIBUTES, steered
 
 HELPSTEER_RANK = ("Helpfulness", "Correctness", "Coherence")
-HELPSTEER_ATTRIBUTES = ("Helpfulness", "Correctness", "Coherence", "Complexity", "Verbosity")
-# Li-Lin-Pei's conditioning string (methods.md §2.1 step 6), with each response's own values in training.
-STEERLM_SUFFIX = "Please answer the question such that your response is in the following attributes in 5-point " \
-                 "Likert scale:\n"
 
 
 @dataclass(frozen=True)
@@ -122,18 +119,12 @@ def best_response(prompt: Prompt, candidates: list[Candidate], annotations: list
         "meta": {**prompt.meta, "candidate": c.id, "scores": _scores(a), "S": helpsteer_score(a)}})
 
 
-def steerlm_suffix(scores: dict[str, float]) -> str:
-    """'...Likert scale:\\nHelpfulness:4,Correctness:4,...' with the given attribute values (integers)."""
-    return STEERLM_SUFFIX + ",".join(f"{k}:{round(scores[k])}" for k in HELPSTEER_ATTRIBUTES)
-
-
 def steerlm_record(prompt: Prompt, candidate: Candidate, annotation: Annotation) -> Prompt | None:
     """SteerLM's SFT record: the question conditioned on this response's attribute values, answered by it."""
     scores = _scores(annotation)
     if any(k not in scores for k in HELPSTEER_ATTRIBUTES):
         return None
-    turns = list(prompt.query)
-    turns[-1] = Turn(role="user", text=f"{turns[-1].text}\n{steerlm_suffix(scores)}")
+    turns = steered(prompt.query, scores)
     return prompt.model_copy(update={
         "id": f"{prompt.id}/steer/{candidate.id.rsplit('/', 2)[-2]}-{candidate.id.rsplit('/', 1)[-1]}",
         "turns": [*turns, Turn(role="assistant", text=candidate.text)],

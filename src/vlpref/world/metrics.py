@@ -124,13 +124,17 @@ def description_metrics(scenes: list[Scene], texts: list[str]) -> dict[str, floa
 
 
 def evaluate_world(vlm, data: str | Path, max_descriptions: int | None = None, batch_size: int = 32,
-                   max_new_tokens: int = 64) -> dict[str, float]:
-    """Greedy answers of `vlm` on a world eval split: CHAIR and co. on descriptions, POPE per split."""
+                   max_new_tokens: int = 64, steer: dict[str, float] | None = None) -> dict[str, float]:
+    """Greedy answers of `vlm` on a world eval split: CHAIR and co. on descriptions, POPE per split. `steer`: ask a
+    SteerLM model for these attribute values in every question (vlpref.data.steerlm)."""
+    from vlpref.data.steerlm import steered
     from vlpref.data.store import read_records
     from vlpref.models.vlm import Chat
 
     data = Path(data)
     prompts: list[Prompt] = read_records(data)
+    if steer:
+        prompts = [p.model_copy(update={"turns": steered(p.query, steer)}) for p in prompts]
     greedy = DecodingParams(temperature=0.0, max_new_tokens=max_new_tokens)
     describe = [p for p in prompts if p.meta["task"] == "describe"][:max_descriptions]
     texts = [g.text for g in vlm.generate([Chat.from_prompt(p, data) for p in describe], greedy, batch_size)]
