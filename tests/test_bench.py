@@ -1,5 +1,7 @@
 """The benchmarks run and report what they claim (figures are not asserted: targets live in docs/benchmarks.md)."""
 
+import pytest
+
 from vlpref.bench import bench_judge, bench_sample
 
 
@@ -13,3 +15,14 @@ def test_bench_judge_reports_efficiency():
     result = bench_judge(prompts=8, latency_s=0.05, concurrency=4)
     assert result["parsed_ok"] == 1.0 and result["bound_requests_per_s"] == 80.0
     assert 0 < result["efficiency"] <= 1.05
+
+
+def test_bench_dpo_matches_trl_loss_and_reports_its_keys():
+    from vlpref.training.bench import bench_dpo
+
+    result = bench_dpo(batch=2, steps=2)
+    assert result["loss_abs_diff"] <= 1e-4  # same weights, same batch: our loss is TRL's
+    assert result["loss"] != pytest.approx(0.6931, abs=1e-3)  # the check's reference differs from the policy
+    for key in ("pairs_per_s", "trl_pairs_per_s", "speedup", "peak_mem_mb", "trl_peak_mem_mb", "flops_per_s",
+                "matmul_peak_flops_per_s"):
+        assert result[key] > 0, key

@@ -2,6 +2,7 @@
 
     vlpref bench sample --json runs/bench-sample.json      # batched generation vs a one-prompt-at-a-time loop
     vlpref bench judge --json runs/bench-judge.json        # concurrent judging vs the latency bound
+    vlpref bench dpo --json runs/bench-dpo.json            # our DPO step vs TRL's DPOTrainer (training/bench.py)
 
 - `sample`: greedy answers to the same prompts, once through `VLM.generate` in left-padded batches, once one prompt at
   a time (what the papers' generation scripts do). Keys: `speedup` (loop seconds / batched seconds) and

@@ -481,6 +481,23 @@ def bench_judge_cmd(
     console.print_json(data=result)
 
 
+@bench_app.command("dpo")
+def bench_dpo_cmd(
+    json_path: JsonOpt = Path("runs/bench-dpo.json"),
+    batch_size: Annotated[int, typer.Option(help="pairs per step, both sides")] = 4,
+    steps: Annotated[int, typer.Option(help="training steps per side (the first is not timed)")] = 20,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (ignored on a GPU)")] = 2,
+):
+    """Our DPO step against TRL's DPOTrainer on the same tiny LLaVA-1.5-shaped model, data and batch: throughput,
+    step-1 loss difference, peak memory, FLOP rate."""
+    from vlpref.bench import write_json
+    from vlpref.training.bench import bench_dpo
+
+    result = bench_dpo(batch_size, steps, threads)
+    write_json(result, json_path)
+    console.print_json(data=result)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for everything the demo writes")] = Path("runs/demo"),

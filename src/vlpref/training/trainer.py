@@ -120,6 +120,7 @@ class Trainer:
 
         self.reference = None
         self.copy = None
+        self.reference_seconds = 0.0
         if c.method == "dpo" and c.reference == "precomputed":
             cache_path = Path(c.reference_cache) if c.reference_cache else self.out / "reference.sqlite"
             aug = negative_image(c)
@@ -130,9 +131,11 @@ class Trainer:
                 terms, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing)
                 return torch.stack([terms[t] for t in TERMS[c.objective]], dim=1).float().cpu()
 
+            began = time.perf_counter()
             self.reference.compute(self.vlm, self.examples, self.root, score, c.batch_size,
                                    shard=(self.rank, self.world), log=self.log)
             self.accelerator.wait_for_everyone()
+            self.reference_seconds = time.perf_counter() - began
         elif c.method == "dpo" and c.finetune == "full":  # online reference for full fine-tuning: a frozen copy
             import copy
 
@@ -201,8 +204,8 @@ class Trainer:
             rows = log_file.read_text().splitlines() if start and log_file.is_file() else []
             log_file.write_text("".join(r + "\n" for r in rows if json.loads(r)["step"] <= start))
         loss = float("nan")
+        last_row = time.perf_counter()
         for step in range(start, self.total):
-            began = time.perf_counter()
             indices = global_batch(step, len(self.examples), self.batch, c.seed, self.steps_per_epoch)
             mine = indices[self.rank * c.batch_size * c.grad_accum : (self.rank + 1) * c.batch_size * c.grad_accum]
             if c.method == "dpo":
@@ -231,7 +234,9 @@ class Trainer:
             loss = float(acc.reduce(step_loss, reduction="mean"))
             row = {"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "loss": loss,
                    "lr": lr, "grad_norm": grad_norm,
-                   "seconds": round(time.perf_counter() - began, 4)}
+                   # since the previous row: this step plus the previous step's logging and checkpoint
+                   "seconds": round(time.perf_counter() - last_row, 4)}
+            last_row = time.perf_counter()
             if c.method == "dpo":
                 sums = acc.reduce(torch.tensor(list(totals.values()), device=acc.device), reduction="sum")
                 row |= {k: v / len(indices) for k, v in zip(totals, sums.tolist(), strict=True)}
