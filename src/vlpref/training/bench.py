@@ -111,7 +111,8 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
 
 
 # -- TRL ---------------------------------------------------------------------------------------------------------
-def run_trl(model_dir: Path, dataset, batch: int, steps: int, out: Path, ref_dir: Path | None = None) -> dict:
+def run_trl(model_dir: Path, dataset, batch: int, steps: int, out: Path, ref_dir: Path | None = None,
+            loss_type: str = "sigmoid", label_smoothing: float = 0.0, beta: float = 0.1) -> dict:
     """TRL's DPOTrainer for `steps` steps on `dataset` in order (sequential sampler, so step 1's batch is
     dataset[0:batch]); its default reference (a frozen copy of the policy, run every step) unless `ref_dir`."""
     from transformers import AutoProcessor, LlavaForConditionalGeneration, TrainerCallback
@@ -135,8 +136,8 @@ def run_trl(model_dir: Path, dataset, batch: int, steps: int, out: Path, ref_dir
     model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
     ref = LlavaForConditionalGeneration.from_pretrained(ref_dir, dtype=torch.float32) if ref_dir else None
     args = DPOConfig(output_dir=str(out), per_device_train_batch_size=batch, gradient_accumulation_steps=1,
-                     max_steps=steps, learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0, beta=0.1,
-                     loss_type=["sigmoid"], max_length=2048, bf16=False, fp16=False,
+                     max_steps=steps, learning_rate=1e-5, lr_scheduler_type="constant", warmup_steps=0, beta=beta,
+                     loss_type=[loss_type], label_smoothing=label_smoothing, max_length=2048, bf16=False, fp16=False,
                      use_cpu=not torch.cuda.is_available(), activation_checkpointing=False,
                      train_sampling_strategy="sequential", dataloader_num_workers=0, logging_steps=1,
                      save_strategy="no", report_to="none", seed=0, disable_tqdm=True)
@@ -182,7 +183,8 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def step1_loss_ours(model_dir: Path, ref_dir: Path, pairs: Path, batch: int) -> float:
+def step1_loss_ours(model_dir: Path, ref_dir: Path, pairs: Path, batch: int, loss_type: str = "sigmoid",
+                    label_smoothing: float = 0.0, beta: float = 0.1) -> float:
     """Our DPO loss on the first `batch` pairs (TRL's step-1 batch) with the policy's initial weights and `ref_dir`
     as the reference: prefix-shared scoring, as training runs it."""
     from vlpref.models.vlm import VLM
@@ -195,7 +197,9 @@ def step1_loss_ours(model_dir: Path, ref_dir: Path, pairs: Path, batch: int) -> 
     with torch.no_grad():
         mine, _ = score_examples(policy, examples[:batch], pairs)
         theirs, _ = score_examples(ref, examples[:batch], pairs)
-    return dpo_loss(PairLogps(mine[:, 0], mine[:, 1], theirs[:, 0], theirs[:, 1]), beta=0.1).loss.item()
+    counts = torch.tensor([[len(r) for r in e.responses] for e in examples[:batch]])
+    logps = PairLogps(mine[:, 0], mine[:, 1], theirs[:, 0], theirs[:, 1], counts[:, 0], counts[:, 1])
+    return dpo_loss(logps, beta, loss_type, label_smoothing).loss.item()
 
 
 def bench_dpo(batch: int = 4, steps: int = 20, threads: int | None = 2, work: Path | None = None) -> dict:
