@@ -58,3 +58,27 @@ def test_shared_prefix_with_one_response_per_prompt(vlm, images):
 def test_empty_response_is_an_error(vlm, images):
     with pytest.raises(ValueError, match="empty response"):
         score_shared(vlm, chats(images)[:1], [[vlm.response_ids("yes"), []]])
+
+
+def test_shared_prefix_is_exact_under_gradient_checkpointing(vlm, images):
+    """Checkpointed layers replay their forward during backward; the prefix and continuation caches make the replay
+    see what the first pass saw, so gradients still equal the plain unshared ones."""
+    from vlpref.training.forward import allow_checkpointing
+
+    batch_chats = chats(images)
+    responses = [[vlm.response_ids(a), vlm.response_ids(b)] for a, b in PAIRS]
+    plain, _, plain_grads = _logps_and_grads(vlm, score_unshared, batch_chats, responses)
+    vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    allow_checkpointing(vlm.model)
+    vlm.model.train()  # checkpointing acts in training mode only (the tiny models have no dropout)
+    try:
+        shared, _, shared_grads = _logps_and_grads(vlm, score_shared, batch_chats, responses)
+    finally:
+        vlm.model.gradient_checkpointing_disable()
+        vlm.model.eval()
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+    scale = max(g.abs().max() for g in plain_grads if g is not None)
+    for a, b in zip(shared_grads, plain_grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a - b).abs().max() <= 1e-5 * scale

@@ -162,3 +162,10 @@ def test_two_processes_give_the_losses_of_one(tiny_dirs, pairs_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in " ".join(done.stderr.split())  # the console writes to stderr and wraps
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5, abs=1e-6)
+
+
+def test_gradient_checkpointing_keeps_the_losses(tiny_dirs, pairs_dir, tmp_path):
+    plain = config(tiny_dirs["qwen2_5_vl"], pairs_dir, lora={"r": 4, "alpha": 8, "dropout": 0})
+    train(plain, tmp_path / "plain", log=lambda *a: None)
+    train(plain.model_copy(update={"gradient_checkpointing": True}), tmp_path / "ckpt", log=lambda *a: None)
+    assert losses(tmp_path / "ckpt") == pytest.approx(losses(tmp_path / "plain"), rel=1e-5, abs=1e-6)

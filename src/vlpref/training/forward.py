@@ -21,8 +21,14 @@ How the continuation is made exact on right-padded prompts:
   3-D M-RoPE, text positions after the image, equal in the three axes), which is what the model computes itself for
   the unpadded, unshared sequence.
 
-Limits: HF drops the KV cache under gradient checkpointing, so a caller with checkpointing on uses `score_unshared`
-(the trainer says so in its log). Pairs whose sides have different images (SeVa, image-contrast) also use it.
+Gradient checkpointing. transformers drops the cache inside checkpointed layers unless a layer declares it only
+reads it (`_can_checkpoint_with_cache`), because a replayed layer would append its keys a second time. So the
+prefix pass writes a `PrefixCache` whose replay finds its layer filled and returns what it computed without storing
+it again, and the continuation reads a `ContinuationCache` that returns prefix + new keys and stores nothing: a
+replay sees exactly what the first pass saw. With those two, `allow_checkpointing` marks the model's layers as
+cache-readers, and prefix sharing stays exact under (non-reentrant) checkpointing — tested like the rest.
+
+Pairs whose sides have different images (image-contrast data) use `score_unshared`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import DynamicCache
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from vlpref.models.vlm import TOKEN_ALIGNED_KEYS, VLM, Chat
 from vlpref.numerics.logprobs import IGNORE, token_logprobs
@@ -49,6 +57,39 @@ class Scored:
 
     logits: torch.Tensor
     labels: torch.Tensor
+
+
+class PrefixCache(DynamicCache):
+    """Written once by the prefix pass. A checkpoint replay of that pass finds its layer filled and returns the
+    recomputed keys and values as the first pass did (from an empty cache: just them), storing nothing."""
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        if layer_idx < len(self.layers) and self.layers[layer_idx].get_seq_length() > 0:
+            return key_states, value_states
+        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+
+class ContinuationCache(DynamicCache):
+    """Reads a PrefixCache's layers: returns prefix + new keys and values and stores nothing, so every call —
+    first pass or checkpoint replay — sees the same prefix."""
+
+    @classmethod
+    def reading(cls, prefix: PrefixCache) -> ContinuationCache:
+        cache = cls.__new__(cls)
+        cache.__dict__.update(prefix.__dict__)  # shares the layers; neither cache changes them from here on
+        return cache
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        layer = self.layers[layer_idx]
+        return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+
+
+def allow_checkpointing(model: torch.nn.Module) -> None:
+    """Let gradient-checkpointed layers keep the cache argument (they only read a ContinuationCache and write a
+    PrefixCache idempotently, see the module docstring)."""
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer):
+            module._can_checkpoint_with_cache = True
 
 
 def summed(scored: Scored) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,9 +141,11 @@ def score_shared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], 
     prefix_mask[rows, lengths - 1] = 0  # the last token is computed in the continuation instead
     extra = {"position_ids": positions} if positions is not None else {}
     # logits_to_keep=1: the prefix pass is wanted for its KV cache, not its logits.
-    out = model(**{**prompt, "attention_mask": prefix_mask}, **extra, use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
-    cache.batch_repeat_interleave(k)  # (B, …) -> (B·k, …), row b·k + j continues prompt b
+    prefix = PrefixCache(config=vlm.model.config)
+    model(**{**prompt, "attention_mask": prefix_mask}, **extra, past_key_values=prefix, use_cache=True,
+          logits_to_keep=1)
+    prefix.batch_repeat_interleave(k)  # (B, …) -> (B·k, …), row b·k + j continues prompt b
+    cache = ContinuationCache.reading(prefix)
 
     flat = [r for per_prompt in responses for r in per_prompt]
     if any(len(r) == 0 for r in flat):

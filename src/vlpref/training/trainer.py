@@ -48,7 +48,7 @@ from vlpref.models.vlm import VLM
 from vlpref.training import checkpoint
 from vlpref.training.config import TrainConfig
 from vlpref.training.data import Example, load_examples
-from vlpref.training.forward import score_examples
+from vlpref.training.forward import allow_checkpointing, score_examples
 from vlpref.training.objectives import TERMS, negative_image, objective_loss, score_terms
 from vlpref.training.params import param_groups, setup_trainable
 from vlpref.training.reference import ReferenceCache, model_fingerprint
@@ -112,9 +112,7 @@ class Trainer:
         if contrast and c.objective != "dpo":
             raise VlprefError(f"objective {c.objective} builds its extra negative from the chosen side's image; "
                               f"{contrast} pair(s) in {self.root} have their own rejected images")
-        self.prefix_sharing = c.prefix_sharing and not c.gradient_checkpointing
-        if c.prefix_sharing and c.gradient_checkpointing:
-            self.log("prefix sharing is off: transformers drops the KV cache under gradient checkpointing")
+        self.prefix_sharing = c.prefix_sharing
         if contrast and self.prefix_sharing:
             self.log(f"{contrast} pair(s) have their own rejected images: scored without prefix sharing")
 
@@ -143,7 +141,10 @@ class Trainer:
 
         model = setup_trainable(self.vlm.model, c)
         if c.gradient_checkpointing:
+            # non-reentrant: the only kind under which a tensor made inside a checkpointed layer (the prefix's
+            # keys and values) can carry gradient to a later pass (the continuation)
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            allow_checkpointing(model)
         model.train()
         self.trainable = model  # unwrapped (names without DDP's "module.")
         optimizer = torch.optim.AdamW(param_groups(model, c.lr, c.projector_lr, c.weight_decay), lr=c.lr,
