@@ -169,3 +169,15 @@ def test_gradient_checkpointing_keeps_the_losses(tiny_dirs, pairs_dir, tmp_path)
     train(plain, tmp_path / "plain", log=lambda *a: None)
     train(plain.model_copy(update={"gradient_checkpointing": True}), tmp_path / "ckpt", log=lambda *a: None)
     assert losses(tmp_path / "ckpt") == pytest.approx(losses(tmp_path / "plain"), rel=1e-5, abs=1e-6)
+
+
+def test_a_processor_from_another_checkpoint_is_named(tmp_path, pairs_dir):
+    from vlpref.errors import VlprefError
+    from vlpref.models.tiny import build_tiny
+
+    model, _ = build_tiny("llava")  # 32-px images: 16 image tokens
+    _, other = build_tiny("llava", image_size=48)  # its processor makes 36
+    model.save_pretrained(tmp_path / "mixed")
+    other.save_pretrained(tmp_path / "mixed")
+    with pytest.raises(VlprefError, match="processor's inputs do not fit the model"):
+        train(config(str(tmp_path / "mixed"), pairs_dir), tmp_path / "run", log=lambda *a: None)

@@ -37,6 +37,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,9 @@ from vlpref.training.objectives import TERMS, negative_image, objective_loss, sc
 from vlpref.training.params import param_groups, setup_trainable
 from vlpref.training.reference import ReferenceCache, model_fingerprint
 from vlpref.world.models import WORLD_PREFIX, model_path, world_model_names
+
+# peft asks transformers a deprecated question on every LoRA wrap; the answer is right, the warning is noise
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 # Settings that do not change what is computed: a resumed run may change them.
 NOT_HASHED = {"recipe", "save_every", "keep_checkpoints", "log_every", "report_to", "reference_cache"}
@@ -101,6 +105,7 @@ class Trainer:
         self.vlm = VLM.load(path, dtype=c.dtype, device=str(self.accelerator.device), revision=c.revision)
         kind = "pairs" if c.method == "dpo" else "sft"
         self.examples, dropped = load_examples(self.root, self.vlm, kind, c.max_length, c.truncation)
+        self.preflight(path)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(c.model_dump_json(indent=2))
@@ -163,6 +168,16 @@ class Trainer:
         n_all = sum(p.numel() for p in self.trainable.parameters())
         self.log(f"{c.method} on {c.model}: {n_train:,} of {n_all:,} parameters train ({c.finetune}); "
                  f"{self.total} step(s) of {self.batch} example(s), {self.world} process(es)")
+
+    def preflight(self, path: str) -> None:
+        """One example through the model before anything is computed or written, so that a processor that does not
+        fit the model (another checkpoint's image size or token count) fails here, saying so."""
+        try:
+            with torch.no_grad():
+                score_examples(self.vlm, self.examples[:1], self.root, self.config.prefix_sharing)
+        except (ValueError, RuntimeError, IndexError) as error:
+            raise VlprefError(f"{path}: the processor's inputs do not fit the model ({type(error).__name__}: "
+                              f"{error}); are the processor files from the same checkpoint as the weights?") from None
 
     # -- one micro-batch --------------------------------------------------------------------------------------
     def micro_loss(self, batch: list[Example], normaliser: float) -> tuple[torch.Tensor, dict]:
