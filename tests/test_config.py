@@ -14,24 +14,23 @@ from vlpref.world.pretrain import PoolConfig
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 # recipe name (its `recipe:` key) -> the schema that runs it; grows as recipes are added.
-SCHEMAS = {"foundation-demo": DemoConfig, "world-pretrain": PoolConfig, "preference-data": DataRecipe,
+SCHEMAS = {"demo": DemoConfig, "world-pretrain": PoolConfig, "preference-data": DataRecipe,
            "training": TrainConfig}
 
 
 def test_unknown_key_names_nearest_valid_key(tmp_path):
     path = tmp_path / "demo.yaml"
-    path.write_text("recipe: foundation-demo\nsamples_per_promt: 3\n")
-    with pytest.raises(ConfigError, match=r"demo\.yaml: unknown key 'samples_per_promt'; did you mean "
-                                          r"'samples_per_prompt'\?"):
+    path.write_text("recipe: demo\neval_imges: 3\n")
+    with pytest.raises(ConfigError, match=r"demo\.yaml: unknown key 'eval_imges'; did you mean 'eval_images'\?"):
         load_yaml(DemoConfig, path)
 
 
 def test_unknown_nested_key_and_bad_value():
     with pytest.raises(ConfigError) as info:
-        parse(DemoConfig, {"decoding": {"temprature": 0.7}, "prompts": 0}, source="cli")
+        parse(TrainConfig, {"method": "dpo", "data": "d", "lora": {"dropuot": 0.1}, "epochs": 0}, source="cli")
     message = str(info.value)
-    assert "cli: unknown key 'decoding.temprature'; did you mean 'decoding.temperature'?" in message
-    assert "cli: prompts: Input should be greater than or equal to 1" in message
+    assert "cli: unknown key 'lora.dropuot'; did you mean 'lora.dropout'?" in message
+    assert "cli: epochs: Input should be greater than or equal to 1" in message
 
 
 def test_unknown_key_without_near_match_lists_valid_keys():
@@ -44,7 +43,7 @@ def test_unknown_key_without_near_match_lists_valid_keys():
 
 def test_bad_yaml_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text("prompts: [1, 2\n")
+    path.write_text("rows: [1, 2\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         load_yaml(DemoConfig, path)
 
@@ -58,6 +57,11 @@ def test_every_shipped_recipe_loads(path):
 
 def test_recipes_exist():
     assert list(RECIPES.rglob("*.yaml")), "the recipe test must not pass vacuously"
+
+
+def test_demo_recipe_equals_the_defaults():
+    """`make demo` runs DemoConfig's defaults; recipes/demo.yaml must show exactly those."""
+    assert load_yaml(DemoConfig, RECIPES / "demo.yaml") == DemoConfig()
 
 
 def test_world_recipe_equals_the_defaults():

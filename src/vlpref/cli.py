@@ -500,15 +500,18 @@ def bench_dpo_cmd(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="folder for everything the demo writes")] = Path("runs/demo"),
-    config: Annotated[Path | None, typer.Option(help="demo recipe YAML (default: the built-in one)")] = None,
+    out: Annotated[Path, typer.Option(help="folder for everything the demo writes (rerun to resume)")]
+    = Path("runs/demo"),
+    config: Annotated[Path | None, typer.Option(help="demo recipe YAML (default: recipes/demo.yaml's settings)")]
+    = None,
+    seeds: Annotated[int | None, typer.Option(help="world seeds; more than one reports mean ± std")] = None,
+    quick: Annotated[bool, typer.Option(help="toy sizes: every stage runs, nothing is learned")] = False,
 ):
-    """The longest end-to-end path built so far, offline on tiny models (see README)."""
-    from vlpref.config import load_yaml
+    """The four papers' comparisons in miniature on the shapes world: data, training, evaluation, one table."""
     from vlpref.demo import DemoConfig, run_demo
 
-    cfg = load_yaml(DemoConfig, config) if config else DemoConfig()
-    run_demo(cfg, out, console)
+    cfg = _config(DemoConfig, config, seeds=seeds)
+    run_demo(cfg.quick() if quick else cfg, out, console)
 
 
 def main() -> None:

@@ -1,158 +1,278 @@
-"""`vlpref demo`: the longest end-to-end path built so far, offline, on tiny models of every supported architecture.
+"""`make demo` -> `vlpref demo`: the four papers' comparisons in miniature, offline, on the shapes world.
 
-    vlpref demo --out runs/demo
+    vlpref demo --out runs/demo                  # one world seed
+    vlpref demo --out runs/demo --seeds 3        # mean ± std over three world seeds
+    vlpref demo --out runs/demo-quick --quick    # a smoke version at toy sizes (the tests run it)
 
-Steps, each through the same library calls the CLI verbs use:
-  1. write a small source dataset in LLaVA's conversation-JSON layout (drawn shapes, question, reference answer);
-  2. import it into a dataset folder (`data import llava`);
-  3. build and save a tiny random-weight model of each architecture, reload it through the Auto classes;
-  4. sample responses per prompt with per-request seeds (batched, left-padded);
-  5. score log π(response | image, prompt) of every sample and of the reference answer (batched, right-padded);
-  6. make preference pairs (chosen = reference answer, rejected = a model sample: POVID's ground-truth-vs-model
-     rule) and export them to TRL's and LLaMA-Factory's formats.
+Per seed, through the recipes and library calls the CLI verbs use (recipes/*/data_world.yaml, train_world*.yaml):
+1. data (`vlpref prefs`), each on its own world prefs split of `world_images` scenes:
+   - VLFeedback: a pool of four world models answers, the oracle rates VLFeedback's three aspects, all pairs by
+     mean rating;
+   - Li–Lin–Pei: world-base answers four times at temperature 1.2, the oracle rates the HelpSteer attributes: DPO
+     pairs, the best answer per prompt (rejection sampling), every answer conditioned on its ratings (SteerLM);
+   - SeVa: world-base's greedy answers on the image and on a diffusion-noised copy;
+   - POVID: the ground truth against the world injector's hallucinations;
+2. training (`vlpref train`), every row from world-base with the same LoRA budget: SFT on the ground-truth answers
+   of Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs, DPO on VLFeedback pairs,
+   SeVa, POVID stage 1 then stage 2 (from stage 1's merged model), mDPO (VLFeedback pairs + image terms);
+3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i, coverage,
+   and the oracle's mean Helpfulness and Visual Faithfulness (1-5) over the descriptions. SteerLM is asked for 4
+   on every attribute, as Li–Lin–Pei evaluate it;
+4. OUT/results.json (one object per row and seed), OUT/results.md, OUT/*.png, printed as one table.
 
-The models have random weights, so their samples are word salad and the reference answer is no likelier than a
-sample: the demo shows that the machinery runs and agrees across architectures, not that anything is learned. The
-shapes-world issue replaces this with a pretrained tiny VLM; the main-job issue replaces the whole demo.
+Every stage resumes: data stages from their journals, training from its checkpoints (a finished row is skipped),
+evaluation from OUT/seed-N/eval/<row>.json. Stage logs go to OUT/demo.log.
 """
 
 from __future__ import annotations
 
 import json
-import random
+import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from PIL import Image, ImageDraw
+import yaml
 from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
-from vlpref.config import StrictModel
-from vlpref.data.exporters import export_llamafactory, export_trl
-from vlpref.data.importers import import_llava
-from vlpref.data.schema import Candidate, DecodingParams, PreferencePair
-from vlpref.data.store import RecordWriter, write_records
-from vlpref.models.tiny import ARCHITECTURES, save_tiny
-from vlpref.models.vlm import VLM, Chat
+from vlpref.config import StrictModel, load_yaml, parse
+from vlpref.errors import VlprefError
 
-COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 210, 30)}
-SHAPES = ("circle", "square", "triangle")
+METRICS = ("pope_f1_random", "pope_f1_popular", "pope_f1_adversarial", "chair_s", "chair_i", "coverage",
+           "helpfulness", "faithfulness")
+HEADERS = ("POPE rand", "POPE pop", "POPE adv", "CHAIR_s↓", "CHAIR_i↓", "cover", "helpful", "faithful")
+PAPERS = ("vlfeedback", "li_lin_pei", "seva", "povid")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    label: str
+    paper: str | None = None  # whose data it trains on
+    recipe: str | None = None  # training recipe, relative to recipes/
+    data: str = "pairs"  # the data subfolder of that paper's prefs output
+    method: str | None = None  # overrides the recipe's method
+    start: str | None = None  # another row whose trained model this one starts from
+    steer: bool = False  # evaluate with SteerLM's target attributes
+
+
+ROWS = (
+    Row("base", "base (world-base)"),
+    Row("sft", "SFT", "li_lin_pei", "li_lin_pei/train_world.yaml", "candidates/prompts", "sft"),
+    Row("rs", "rejection sampling", "li_lin_pei", "li_lin_pei/train_world.yaml", "pairs/rejection-sampling", "rs"),
+    Row("steerlm", "SteerLM", "li_lin_pei", "li_lin_pei/train_world.yaml", "pairs/steerlm", "steerlm", steer=True),
+    Row("dpo-helpsteer", "DPO, HelpSteer pairs (Li–Lin–Pei)", "li_lin_pei", "li_lin_pei/train_world.yaml"),
+    Row("dpo-vlfeedback", "DPO, VLFeedback pairs (Silkie)", "vlfeedback", "vlfeedback/train_world.yaml"),
+    Row("seva", "SeVa", "seva", "seva/train_world.yaml"),
+    Row("povid-stage1", "POVID stage 1", "povid", "povid/train_world_stage1.yaml"),
+    Row("povid-stage2", "POVID stage 2", "povid", "povid/train_world_stage2.yaml", start="povid-stage1"),
+    Row("mdpo", "mDPO", "vlfeedback", "mdpo/train_world.yaml"),
+)
 
 
 class DemoConfig(StrictModel):
-    """Settings of the foundation demo (recipes/foundation_demo.yaml holds the defaults)."""
+    recipe: Literal["demo"] = "demo"
+    seeds: int = Field(default=1, ge=1, description="world seeds; more than one reports mean ± std")
+    world_images: int = Field(default=8, ge=1, description="scenes of each paper's prefs split")
+    eval_images: int = Field(default=100, ge=1, description="held-out scenes for evaluation")
+    sample_batch_size: int = Field(default=64, ge=1)
+    eval_batch_size: int = Field(default=128, ge=1)
+    train: dict[str, Any] = Field(default_factory=dict,
+                                  description="training settings for every row, over each recipe's own")
+    row_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per row, over `train`")
+    rows: list[str] = Field(default_factory=lambda: [r.name for r in ROWS])
+    recipes: str | None = Field(default=None, description="the recipes folder (default: ./recipes, or the one "
+                                                          "next to the vlpref source)")
 
-    recipe: Literal["foundation-demo"] = "foundation-demo"
-    architectures: list[Literal[ARCHITECTURES]] = Field(default_factory=lambda: list(ARCHITECTURES))  # type: ignore
-    prompts: int = Field(default=8, ge=1, description="source prompts to draw")
-    samples_per_prompt: int = Field(default=2, ge=1)
-    decoding: DecodingParams = DecodingParams(temperature=1.0, top_p=0.95, max_new_tokens=12)
-    batch_size: int = Field(default=8, ge=1)
-    seed: int = 0
+    def quick(self) -> DemoConfig:
+        """Toy sizes: every stage runs, nothing is learned; for tests."""
+        return self.model_copy(update={"world_images": 2, "eval_images": 4, "train": {**self.train, "max_steps": 1}})
 
 
-def draw_source(out: Path, count: int, seed: int) -> Path:
-    """A LLaVA-layout JSON of `count` drawn single-shape images; returns the JSON path (images beside it)."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(count):
-        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
-        image = Image.new("RGB", (32, 32), (245, 245, 245))
-        draw = ImageDraw.Draw(image)
-        x, y, r = rng.randint(8, 24), rng.randint(8, 24), rng.randint(4, 7)
-        if shape == "circle":
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=COLORS[color])
-        elif shape == "square":
-            draw.rectangle((x - r, y - r, x + r, y + r), fill=COLORS[color])
+def recipes_dir(config: DemoConfig) -> Path:
+    candidates = [Path(config.recipes)] if config.recipes else [Path("recipes"),
+                                                                 Path(__file__).resolve().parents[2] / "recipes"]
+    for folder in candidates:
+        if (folder / "seva" / "data_world.yaml").is_file():
+            return folder
+    raise VlprefError(f"no recipes folder at {', '.join(map(str, candidates))}; run the demo from a vlpref checkout "
+                      "or set `recipes` in the demo config")
+
+
+# -- the stages -------------------------------------------------------------------------------------------------
+def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Path, log) -> None:
+    from vlpref.pairs.recipe import DataRecipe, run_recipe
+
+    recipe = load_yaml(DataRecipe, recipes / paper / "data_world.yaml")
+    if recipe.sample is not None:
+        pool = [m.model_copy(update={"batch_size": config.sample_batch_size}) for m in recipe.sample.pool]
+        recipe = recipe.model_copy(update={"sample": recipe.sample.model_copy(
+            update={"world_images": config.world_images, "seed": seed, "pool": pool})})
+    recipe = recipe.model_copy(update={"pairs": recipe.pairs.model_copy(
+        update={"world_images": config.world_images, "seed": seed})})
+    run_recipe(recipe, out, log=log)
+
+
+def train_config(row: Row, data: Path, model: str, config: DemoConfig, seed: int, recipes: Path):
+    from vlpref.training.config import TrainConfig
+
+    settings = yaml.safe_load((recipes / row.recipe).read_text())
+    settings.update({"data": str(data), "model": model, "seed": seed})
+    if row.method:
+        settings["method"] = row.method
+    settings.update(config.train)
+    settings.update(config.row_train.get(row.name, {}))
+    return parse(TrainConfig, settings, source=f"{recipes / row.recipe} (demo row {row.name})")
+
+
+def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig) -> dict[str, float]:
+    from vlpref.data.steerlm import TOP
+    from vlpref.models.vlm import VLM
+    from vlpref.world.metrics import evaluate_world
+
+    results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size,
+                             steer=TOP if row.steer else None, oracle=True)
+    return {k: results[k] for k in METRICS}
+
+
+def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> list[dict]:
+    from vlpref.training.trainer import train
+    from vlpref.world.models import world_model_path
+    from vlpref.world.tasks import build_split
+
+    rows = [r for r in ROWS if r.name in config.rows]
+    seconds: dict[str, float] = {}
+    for paper in sorted({r.paper for r in rows if r.paper}, key=PAPERS.index):
+        began = time.perf_counter()
+        say(f"seed {seed}: data, {paper}")
+        build_data(paper, out / "data" / paper, config, seed, recipes, log)
+        seconds[f"data/{paper}"] = time.perf_counter() - began
+    eval_split = out / "eval-split"
+    if not (eval_split / "records.jsonl").is_file():
+        build_split(eval_split, "eval", config.eval_images, tasks=("describe", "pope"), seed=seed)
+    models = {"base": str(world_model_path())}
+    results = []
+    for row in rows:
+        if row.recipe is not None:
+            run = out / "train" / row.name
+            if not (run / "model" / "config.json").is_file():
+                began = time.perf_counter()
+                say(f"seed {seed}: train, {row.label}")
+                start = models[row.start] if row.start else models["base"]
+                cfg = train_config(row, out / "data" / row.paper / row.data, start, config, seed, recipes)
+                train(cfg, run, log=log)
+                seconds[f"train/{row.name}"] = time.perf_counter() - began
+            models[row.name] = str(run / "model")
+        cached = out / "eval" / f"{row.name}.json"
+        if cached.is_file():
+            metrics = json.loads(cached.read_text())
         else:
-            draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=COLORS[color])
-        name = f"img/{i:04d}.png"
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        image.save(out / name)
-        rows.append({"id": f"shape-{i:04d}", "image": name, "conversations": [
-            {"from": "human", "value": "<image>\nWhat is in the picture?"},
-            {"from": "gpt", "value": f"There is one {color} {shape} in the picture."},
-        ]})
-    path = out / "llava.json"
-    path.write_text(json.dumps(rows, indent=1))
-    return path
-
-
-def run_demo(cfg: DemoConfig, out: Path, console: Console) -> list[dict]:
-    out.mkdir(parents=True, exist_ok=True)
-    source = draw_source(out / "source", cfg.prompts, cfg.seed)
-    prompts = import_llava(source, source.parent, out / "prompts")
-    write_records(out / "prompts", "prompts", prompts)
-    console.print(f"imported {len(prompts)} prompts from {source}")
-
-    chats = [Chat.from_prompt(p, out / "prompts") for p in prompts]
-    results, pairs = [], []
-    for a, arch in enumerate(cfg.architectures):
-        # Each architecture gets its own weights and sampling seeds: Idefics3 and SmolVLM share a config, and
-        # near-uniform random logits map the same random draw to the same word, so shared seeds would print
-        # identical rows.
-        model_dir = save_tiny(arch, out / "models" / arch, seed=cfg.seed * 101 + a)
-        vlm = VLM.load(str(model_dir))
-        requests = [(i, k) for i in range(len(prompts)) for k in range(cfg.samples_per_prompt)]
-        params = [cfg.decoding.model_copy(update={"seed": cfg.seed * 1_000_003 + a * 100_003 + i * 1009 + k})
-                  for i, k in requests]
-
-        start = time.perf_counter()
-        generations = vlm.generate([chats[i] for i, _ in requests], params, batch_size=cfg.batch_size)
-        gen_seconds = time.perf_counter() - start
-        with RecordWriter(out / "candidates" / arch, "candidates") as writer:
-            candidates = [
-                Candidate(id=f"{prompts[i].id}/{arch}/{k}", prompt_id=prompts[i].id, model_id=arch, text=g.text,
-                          decoding=p, finish_reason=g.finish_reason)
-                for (i, k), g, p in zip(requests, generations, params, strict=True)
-            ]
-            for candidate in candidates:
-                writer.write(candidate)
-
-        start = time.perf_counter()
-        sample_lp = vlm.logprobs([chats[i] for i, _ in requests], [g.text for g in generations], cfg.batch_size)
-        reference_lp = vlm.logprobs(chats, [p.reference for p in prompts], cfg.batch_size)
-        score_seconds = time.perf_counter() - start
-
-        for (i, _k), candidate, lp in zip(requests, candidates, sample_lp, strict=True):
-            pairs.append(PreferencePair(
-                id=candidate.id, prompt_id=prompts[i].id, images=prompts[i].images, turns=prompts[i].query,
-                chosen=prompts[i].reference, rejected=candidate.text, strategy="reference-vs-sample",
-                provenance={"rejected_model": arch, "rejected_logp": round(float(lp.sum()), 4),
-                            "chosen_logp": round(float(reference_lp[i].sum()), 4)},
-            ))
-        tokens = sum(len(lp) for lp in sample_lp)
-        results.append({
-            "architecture": arch,
-            "model_class": type(vlm.model).__name__,
-            "samples": len(generations),
-            "sample_tokens": tokens,
-            "sample_logp_per_token": round(float(sum(lp.sum() for lp in sample_lp)) / tokens, 4),
-            "reference_logp_per_token": round(
-                float(sum(lp.sum() for lp in reference_lp)) / sum(len(lp) for lp in reference_lp), 4),
-            "generate_seconds": round(gen_seconds, 3),
-            "score_seconds": round(score_seconds, 3),
-            "example": generations[0].text,
-        })
-
-    write_records(out / "pairs", "pairs", pairs, images_from=out / "prompts")
-    n_trl = export_trl(out / "pairs", out / "export" / "trl")
-    n_lf = export_llamafactory(out / "pairs", out / "export" / "llamafactory")
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-
-    table = Table(title="vlpref foundation demo: tiny random-weight models (word salad is expected)")
-    # Narrow headers so the table fits an 80-column terminal; the full figures are in results.json.
-    for column, width in (("arch", 10), ("n", 2), ("logp/tok", 8), ("logp/tok", 8), ("gen s", 5), ("score s", 7)):
-        table.add_column(column, no_wrap=True, min_width=width)
-    table.columns[2].header, table.columns[3].header = "logp/tok\nsample", "logp/tok\nreference"
-    table.add_column("first sample", no_wrap=True, overflow="ellipsis", max_width=16)
-    for r in results:
-        table.add_row(r["architecture"], str(r["samples"]), f"{r['sample_logp_per_token']:.3f}",
-                      f"{r['reference_logp_per_token']:.3f}", f"{r['generate_seconds']:.2f}",
-                      f"{r['score_seconds']:.2f}", r["example"])
-    Console().print(table)
-    console.print(f"{len(pairs)} pairs -> {out / 'pairs'}; exported {n_trl} to TRL and {n_lf} to LLaMA-Factory "
-                  f"under {out / 'export'}; results in {out / 'results.json'}")
+            began = time.perf_counter()
+            say(f"seed {seed}: evaluate, {row.label}")
+            metrics = evaluate(models[row.name], eval_split, row, config)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(metrics, indent=2))
+            seconds[f"eval/{row.name}"] = time.perf_counter() - began
+        results.append({"method": row.name, "label": row.label, "seed": seed, **metrics})
+    (out / "seconds.json").write_text(json.dumps(seconds, indent=2))
     return results
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+def summarize(results: list[dict]) -> list[dict]:
+    """One row per method: the metrics' mean over seeds, and their std when there are several."""
+    out = []
+    for name in dict.fromkeys(r["method"] for r in results):
+        mine = [r for r in results if r["method"] == name]
+        row = {"method": name, "label": mine[0]["label"], "seeds": len(mine)}
+        for key in METRICS:
+            values = [r[key] for r in mine]
+            row[key] = statistics.fmean(values)
+            if len(values) > 1:
+                row[f"{key}_std"] = statistics.stdev(values)
+        out.append(row)
+    return out
+
+
+def _cell(row: dict, key: str) -> str:
+    value = f"{row[key]:.3f}" if key not in ("helpfulness", "faithfulness") else f"{row[key]:.2f}"
+    return value + (f" ± {row[f'{key}_std']:.3f}" if f"{key}_std" in row else "")
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = ["| method | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
+    lines += [f"| {row['label']} | " + " | ".join(_cell(row, k) for k in METRICS) + " |" for row in summary]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: list[dict], out: Path) -> list[Path]:
+    """Bar charts, one per metric group, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    groups = {"pope_f1": METRICS[:3], "chair": ("chair_s", "chair_i"), "coverage": ("coverage",),
+              "oracle": ("helpfulness", "faithfulness")}
+    written = []
+    labels = [r["method"] for r in summary]
+    for name, keys in groups.items():
+        fig, ax = plt.subplots(figsize=(10, 4))
+        width = 0.8 / len(keys)
+        for i, key in enumerate(keys):
+            xs = [j + i * width for j in range(len(summary))]
+            ax.bar(xs, [r[key] for r in summary], width, yerr=[r.get(f"{key}_std", 0.0) for r in summary],
+                   label=key, capsize=2)
+        ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(summary))], labels, rotation=30,
+                      ha="right")
+        ax.legend()
+        ax.set_title(name)
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None) -> list[dict]:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load would bury the demo's own lines
+    console = console or Console()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    recipes = recipes_dir(config)
+    log_file = (out / "demo.log").open("a")
+
+    def log(message: str) -> None:  # the stages' own progress lines: kept, not printed
+        log_file.write(f"{message}\n")
+        log_file.flush()
+
+    began = time.perf_counter()
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - began:6.0f} s[/] {message}")
+        log(message)
+
+    results = []
+    for seed in range(config.seeds):
+        results += run_seed(config, out / f"seed-{seed}", seed, recipes, say, log)
+    summary = summarize(results)
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    (out / "results-per-seed.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown(summary))
+    plot(summary, out)
+    table = Table(title=f"shapes world, {config.seeds} seed(s), {config.eval_images} held-out scenes")
+    table.add_column("method")
+    for header in HEADERS:
+        table.add_column(header, justify="right")
+    for row in summary:  # short names here; results.md has the labels
+        table.add_row(row["method"], *(_cell(row, k) for k in METRICS))
+    console.print(table)
+    console.print(f"{time.perf_counter() - began:.0f} s; results in {out}/results.json, results.md and *.png")
+    log_file.close()
+    return summary

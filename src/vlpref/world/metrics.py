@@ -124,9 +124,11 @@ def description_metrics(scenes: list[Scene], texts: list[str]) -> dict[str, floa
 
 
 def evaluate_world(vlm, data: str | Path, max_descriptions: int | None = None, batch_size: int = 32,
-                   max_new_tokens: int = 64, steer: dict[str, float] | None = None) -> dict[str, float]:
+                   max_new_tokens: int = 64, steer: dict[str, float] | None = None,
+                   oracle: bool = False) -> dict[str, float]:
     """Greedy answers of `vlm` on a world eval split: CHAIR and co. on descriptions, POPE per split. `steer`: ask a
-    SteerLM model for these attribute values in every question (vlpref.data.steerlm)."""
+    SteerLM model for these attribute values in every question (vlpref.data.steerlm). `oracle`: also the oracle
+    judge's mean Helpfulness and Visual Faithfulness (VLFeedback's 1-5) over the descriptions."""
     from vlpref.data.steerlm import steered
     from vlpref.data.store import read_records
     from vlpref.models.vlm import Chat
@@ -139,6 +141,15 @@ def evaluate_world(vlm, data: str | Path, max_descriptions: int | None = None, b
     describe = [p for p in prompts if p.meta["task"] == "describe"][:max_descriptions]
     texts = [g.text for g in vlm.generate([Chat.from_prompt(p, data) for p in describe], greedy, batch_size)]
     results = description_metrics([Scene.from_dict(p.meta["scene"]) for p in describe], texts)
+    if oracle:
+        from vlpref.data.schema import Candidate
+        from vlpref.world.judge import OracleJudge
+
+        judge = OracleJudge()
+        rated = [judge.annotate(p, [Candidate(id=f"{p.id}/eval", prompt_id=p.id, model_id="eval", text=t)])[0]
+                 for p, t in zip(describe, texts, strict=True)]
+        for aspect, key in (("Helpfulness", "helpfulness"), ("Visual Faithfulness", "faithfulness")):
+            results[key] = sum(a.aspects[aspect].score for a in rated) / len(rated) if rated else 0.0
     pope = [p for p in prompts if p.meta["task"] == "pope"]
     short = greedy.model_copy(update={"max_new_tokens": 4})
     answers = [g.text for g in vlm.generate([Chat.from_prompt(p, data) for p in pope], short, batch_size)]
