@@ -110,3 +110,35 @@ def test_image_contrast_same_text_other_images():
     assert pair.chosen == pair.rejected and pair.rejected_images == ["images/a-crop.png"]
     with pytest.raises(ValueError, match="rejected_images"):
         image_contrast_pair(PROMPT, "x", ["a.png", "b.png"], "crop")
+
+
+def test_helpsteer_build_keeps_empty_answers_out_of_the_sft_sets(tmp_path):
+    """An empty sampled answer may be a pair's rejected side, but never a rejection-sampling or SteerLM target;
+    it is listed in skipped.jsonl with the reason."""
+    import json
+
+    from PIL import Image
+
+    from vlpref.data.store import write_records
+    from vlpref.pairs.build import PairsConfig, build_pairs
+
+    (tmp_path / "prompts" / "images").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "prompts" / "images" / "a.png")
+    write_records(tmp_path / "prompts", "prompts", [PROMPT])
+    texts = ["A red circle.", "", "A blue square."]
+    write_records(tmp_path / "cands", "candidates", [cand(i, texts[i]) if texts[i] else
+                                                     cand(i).model_copy(update={"text": ""}) for i in range(3)],
+                  prompts=str(tmp_path / "prompts"))
+    hs = {"Helpfulness": 4, "Correctness": 4, "Coherence": 4, "Complexity": 1, "Verbosity": 1}
+    anns = [rated(i, "helpsteer", **{k: (v if i != 2 else 0) for k, v in hs.items()}) for i in range(3)]
+    anns[1] = rated(1, "helpsteer", **{k: 4 for k in hs})  # the empty answer is even rated best
+    write_records(tmp_path / "anns", "annotations", anns, candidates=str(tmp_path / "cands"),
+                  prompts=str(tmp_path / "prompts"))
+    build_pairs(PairsConfig(strategy="helpsteer", annotations=str(tmp_path / "anns")), tmp_path / "out",
+                log=lambda *a: None)
+    best = (tmp_path / "out" / "rejection-sampling" / "records.jsonl").read_text()
+    steer = (tmp_path / "out" / "steerlm" / "records.jsonl").read_text().splitlines()
+    assert "A red circle." in best and len(steer) == 2
+    skipped = [json.loads(x) for x in (tmp_path / "out" / "skipped.jsonl").read_text().splitlines()]
+    assert {"prompt_id": "p", "reason": "empty response: no SFT target for rejection sampling or SteerLM",
+            "candidate_id": "p/m1/0"} in skipped

@@ -98,11 +98,15 @@ def build_pairs(config: PairsConfig, out: str | Path, log=print) -> list[Prefere
                 made, why = rules.vlfeedback_pairs(prompt, mine, rated, margin=config.margin)
             else:
                 made, why = rules.helpsteer_pairs(prompt, mine, rated, rng)
-                best = rules.best_response(prompt, mine, rated)
+                # an empty answer can be a pair's rejected side, but it is nothing to fine-tune on
+                targets = [c for c in mine if c.text.strip()]
+                why += [rules.Skip(prompt.id, "empty response: no SFT target for rejection sampling or SteerLM",
+                                   c.id) for c in mine if not c.text.strip()]
+                best = rules.best_response(prompt, targets, rated)
                 if best is not None:
                     extra["rejection-sampling"].append(best)
                 by_id = {a.candidate_id: a for a in rated}
-                extra["steerlm"].extend(r for c in mine if c.id in by_id
+                extra["steerlm"].extend(r for c in targets if c.id in by_id
                                         and (r := rules.steerlm_record(prompt, c, by_id[c.id])) is not None)
             pairs.extend(made)
             skipped.extend(why)
