@@ -68,11 +68,13 @@ def test_sft_reads_prompts_or_the_chosen_side_of_pairs(llava, tmp_path, pairs_di
         load_examples(tmp_path / "sft", llava, "pairs")
 
 
-def test_empty_response_names_the_record_and_field(llava, tmp_path):
+def test_empty_sft_target_names_the_record_and_field(llava, tmp_path):
     root = make_pairs(tmp_path / "pairs")
     bad = PreferencePair(id="empty", prompt_id="q", images=["images/red.png"],
-                         turns=[Turn(role="user", text="<image>\nWhat?")], chosen="red", rejected="  ", strategy="t")
+                         turns=[Turn(role="user", text="<image>\nWhat?")], chosen=" ", rejected="red", strategy="t")
     write_records(root, "pairs", [bad])
-    with pytest.raises(RecordError, match="rejected response is empty") as info:
-        load_examples(root, llava, "pairs")
-    assert info.value.record_id == "empty" and info.value.field == "rejected"
+    with pytest.raises(RecordError, match="target response is empty") as info:
+        load_examples(root, llava, "sft")
+    assert info.value.record_id == "empty" and info.value.field == "chosen"
+    [example], _ = load_examples(root, llava, "pairs")  # as a pair it is fine: saying nothing is scored
+    assert example.responses[0] == [llava.end_of_turn_id]

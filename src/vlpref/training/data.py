@@ -15,6 +15,7 @@ Truncation policy (`max_length`, counted in tokens with the image tokens expande
 - `truncation="drop"` drops the whole example instead;
 - an example whose prompt alone leaves no room for a response is dropped either way.
 Every dropped example is returned with its reason (the trainer writes them to `dropped.jsonl` and counts them).
+An empty response is a fair side of a pair (only its end-of-turn token is scored); an empty SFT target is an error.
 """
 
 from __future__ import annotations
@@ -81,12 +82,12 @@ def load_examples(root: str | Path, vlm: VLM, kind: Literal["pairs", "sft"], max
                 raise RecordError("an SFT prompt must end with an assistant turn (its target answer)",
                                   file=root / "records.jsonl", record_id=record.id, field="turns")
             texts = [record.reference]
-        for text, side in zip(texts, ("chosen", "rejected"), strict=False):
-            if not text.strip():
-                field = side if isinstance(record, PreferencePair) else "turns"
-                what = side if isinstance(record, PreferencePair) else "target"
-                raise RecordError(f"the {what} response is empty; nothing to train on",
-                                  file=root / "records.jsonl", record_id=record.id, field=field)
+        # An empty answer is a fair DPO side (its end-of-turn token is scored: "saying nothing" can be preferred
+        # or rejected), but an SFT target must say something.
+        if kind == "sft" and not texts[0].strip():
+            field = "chosen" if isinstance(record, PreferencePair) else "turns"
+            raise RecordError("the target response is empty; nothing to fine-tune on",
+                              file=root / "records.jsonl", record_id=record.id, field=field)
         responses = [vlm.response_ids(t) for t in texts]
         prompt_tokens = _prompt_tokens(vlm, root, record)
         room = max_length - prompt_tokens
