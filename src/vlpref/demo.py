@@ -76,8 +76,8 @@ ROWS = (
 class DemoConfig(StrictModel):
     recipe: Literal["demo"] = "demo"
     seeds: int = Field(default=1, ge=1, description="world seeds; more than one reports mean ± std")
-    world_images: int = Field(default=8, ge=1, description="scenes of each paper's prefs split")
-    eval_images: int = Field(default=100, ge=1, description="held-out scenes for evaluation")
+    world_images: int = Field(default=24, ge=1, description="scenes of each paper's prefs split")
+    eval_images: int = Field(default=300, ge=1, description="held-out scenes for evaluation")
     sample_batch_size: int = Field(default=64, ge=1)
     eval_batch_size: int = Field(default=128, ge=1)
     train: dict[str, Any] = Field(default_factory=dict,
@@ -135,7 +135,7 @@ def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig) -> dict
 
     results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size,
                              steer=TOP if row.steer else None, oracle=True)
-    return {k: results[k] for k in METRICS}
+    return {k: v for k, v in results.items() if k in METRICS or k.startswith("pope_yes_ratio")}
 
 
 def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> list[dict]:
