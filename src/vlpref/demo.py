@@ -12,7 +12,7 @@ Per seed, through the recipes and library calls the CLI verbs use (recipes/*/dat
      pairs, the best answer per prompt (rejection sampling), every answer conditioned on its ratings (SteerLM);
    - SeVa: world-base's greedy answers on the image and on a diffusion-noised copy;
    - POVID: the ground truth against the world injector's hallucinations;
-2. training (`vlpref train`), every row from world-base with the same LoRA budget: SFT on the ground-truth answers
+2. training (`vlpref train`), every row from world-base with the same LoRA budget (60 steps of 8 examples): SFT on the ground-truth answers
    of Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs, DPO on VLFeedback pairs,
    SeVa, POVID stage 1 then stage 2 (from stage 1's merged model), mDPO (VLFeedback pairs + image terms);
 3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i, coverage,
@@ -80,7 +80,9 @@ class DemoConfig(StrictModel):
     eval_images: int = Field(default=300, ge=1, description="held-out scenes for evaluation")
     sample_batch_size: int = Field(default=64, ge=1)
     eval_batch_size: int = Field(default=128, ge=1)
-    train: dict[str, Any] = Field(default_factory=dict,
+    # Every row trains the same number of steps, whatever the size of its paper's data: a fair comparison needs
+    # the same budget, and more steps on POVID's many near-identical pairs made its model stop naming objects.
+    train: dict[str, Any] = Field(default_factory=lambda: {"max_steps": 60},
                                   description="training settings for every row, over each recipe's own")
     row_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per row, over `train`")
     rows: list[str] = Field(default_factory=lambda: [r.name for r in ROWS])
