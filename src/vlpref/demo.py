@@ -12,9 +12,10 @@ Per seed, through the recipes and library calls the CLI verbs use (recipes/*/dat
      pairs, the best answer per prompt (rejection sampling), every answer conditioned on its ratings (SteerLM);
    - SeVa: world-base's greedy answers on the image and on a diffusion-noised copy;
    - POVID: the ground truth against the world injector's hallucinations;
-2. training (`vlpref train`), every row from world-base with the same LoRA budget (60 steps of 8 examples): SFT on the ground-truth answers
-   of Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs, DPO on VLFeedback pairs,
-   SeVa, POVID stage 1 then stage 2 (from stage 1's merged model), mDPO (VLFeedback pairs + image terms);
+2. training (`vlpref train`), every row from world-base with the same LoRA budget (60 steps of 8 examples): SFT
+   on the ground-truth answers of Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs,
+   DPO on VLFeedback pairs, SeVa, POVID stage 1 then stage 2 (from stage 1's merged model), mDPO (VLFeedback pairs
+   + image terms);
 3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i, coverage,
    and the oracle's mean Helpfulness and Visual Faithfulness (1-5) over the descriptions. SteerLM is asked for 4
    on every attribute, as Li–Lin–Pei evaluate it;
