@@ -448,6 +448,29 @@ app.add_typer(bench_app, name="bench")
 JsonOpt = Annotated[Path, typer.Option("--json", help="where to write the figures")]
 
 
+eval_app = typer.Typer(help="Evaluation. `score`: official scores for answers made by any tool.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("score")
+def eval_score(
+    benchmark: Annotated[str, typer.Option(help="mme, pope, mmhal, mmvet, llava-bench, mtbench or amber")],
+    out: Annotated[Path, typer.Option(help="where results.json and results.md go")],
+    answers: Annotated[Path | None, typer.Option(help="the model's answers in the official layout")] = None,
+    judge: Annotated[Path | None, typer.Option(help="the judge's outputs (mmhal, mmvet, llava-bench, mtbench)")]
+    = None,
+    labels: Annotated[list[Path] | None, typer.Option(help="pope: a question file per split (repeat)")] = None,
+    metadata: Annotated[Path | None, typer.Option(help="mmvet: mm-vet.json; amber: the annotations")] = None,
+):
+    """Score answers (and judge outputs) produced by any tool, exactly as the official scripts do."""
+    from vlpref.evaluation.score import score, write_report
+
+    results = score(benchmark, answers, judge, labels, metadata)
+    write_report(benchmark, results, out)
+    console.print_json(data=results, default=str)
+    console.print(f"[green]wrote[/] {out}/results.json and results.md")
+
+
 @bench_app.command("sample")
 def bench_sample_cmd(
     json_path: JsonOpt = Path("runs/bench-sample.json"),

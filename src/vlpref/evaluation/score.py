@@ -1,0 +1,146 @@
+"""`vlpref eval score`: official scores for answers (and judge outputs) made by any tool, from the official layouts.
+
+    vlpref eval score --benchmark mme --answers eval_tool/Your_Results --out runs/mme-score
+    vlpref eval score --benchmark pope --answers answers.jsonl --labels coco_pope_random.json \\
+        --labels coco_pope_popular.json --labels coco_pope_adversarial.json --out runs/pope-score
+
+Users switching from LLaVA's scripts, lmms-eval or VLMEvalKit point it at the files those tools write and get the
+numbers the official scripts would print (the scoring rules and their tests live in `vlpref.numerics`):
+
+| benchmark | --answers | --judge | --labels / --metadata |
+|---|---|---|---|
+| `mme` | the results folder: one `<subtask>.txt` per subtask (image, question, truth, answer; TABs) | | |
+| `pope` | answers JSONL (`question_id`, `text`), LLaVA's `model_vqa_loader` layout | | `--labels`: the official question files, one per split (`coco_pope_<split>.json`, JSONL with `question_id`, `label`) |
+| `mmhal` | the response template filled with `model_answer` (JSON) | the judge's evaluation file (JSON) | |
+| `mmvet` | | the evaluator's grade file (JSON, one score list per sample) | `--metadata`: `mm-vet.json` |
+| `llava-bench` | | the review JSONL | |
+| `mtbench` | | FastChat's judgment JSONL (`gpt-4_single.jsonl`) | |
+| `amber` | the response JSON (`[{"id", "response"}]`), discriminative part | | `--metadata`: the annotations JSON |
+
+Writes OUT/results.json and OUT/results.md. Answers that do not match the question set (missing or unknown ids,
+a different count) are errors naming the file and the ids; unparseable answers and judge outputs are counted in the
+results, never silently scored as zero.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from vlpref.errors import VlprefError
+
+BENCHMARKS = ("mme", "pope", "mmhal", "mmvet", "llava-bench", "mtbench", "amber")
+
+
+def _need(path: Path | None, option: str, benchmark: str) -> Path:
+    if path is None:
+        raise VlprefError(f"{benchmark}: {option} is required (see `vlpref eval score --help`)")
+    if not path.exists():
+        raise VlprefError(f"{benchmark}: {option} {path} does not exist")
+    return path
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise VlprefError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+
+
+def _jsonl(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise VlprefError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
+    return rows
+
+
+def score_pope(answers: Path, labels: list[Path]) -> dict:
+    """Per split: the official first-sentence parser over the answers whose ids are in that split's question file."""
+    from vlpref.numerics.pope import pope_answer, pope_metrics
+
+    by_id = {}
+    for number, row in enumerate(_jsonl(answers), start=1):
+        if "question_id" not in row or "text" not in row:
+            raise VlprefError(f"{answers}, line {number}: an answer needs `question_id` and `text`")
+        by_id[row["question_id"]] = row["text"]
+    results, used = {}, set()
+    for path in labels:
+        questions = _jsonl(path)
+        missing = [q["question_id"] for q in questions if q["question_id"] not in by_id]
+        if missing:
+            raise VlprefError(f"{answers}: no answer for {len(missing)} question(s) of {path} "
+                              f"(first ids: {missing[:5]})")
+        split = re.sub(r"^coco_pope_|\.jsonl?$", "", path.name)
+        ids = [q["question_id"] for q in questions]
+        used.update(ids)
+        results[split] = pope_metrics([pope_answer(by_id[i]) for i in ids], [q["label"] for q in questions])
+    unknown = sorted(set(by_id) - used, key=str)
+    if unknown:
+        raise VlprefError(f"{answers}: {len(unknown)} answer(s) match no question of the label files "
+                          f"(first ids: {unknown[:5]}); pass every split's question file")
+    return results
+
+
+def score(benchmark: str, answers: Path | None = None, judge: Path | None = None, labels: list[Path] | None = None,
+          metadata: Path | None = None) -> dict:
+    """The official scores of `benchmark` from the given files (see the module docstring for which it needs)."""
+    from vlpref.numerics import amber, llava_bench, mme, mmhal, mmvet, mtbench
+
+    runners: dict[str, Callable[[], dict]] = {
+        "mme": lambda: mme.score_mme_results(_need(answers, "--answers", benchmark)),
+        "pope": lambda: score_pope(_need(answers, "--answers", benchmark),
+                                   [_need(p, "--labels", benchmark) for p in labels or [None]]),
+        "mmhal": lambda: mmhal.score_mmhal_files(_need(answers, "--answers", benchmark),
+                                                 _need(judge, "--judge", benchmark)),
+        "mmvet": lambda: mmvet.mmvet_summary(mmvet.read_mmvet_metadata(_need(metadata, "--metadata", benchmark)),
+                                             mmvet.read_mmvet_grades(_need(judge, "--judge", benchmark))),
+        "llava-bench": lambda: llava_bench.summarize(_jsonl(_need(judge, "--judge", benchmark))),
+        "mtbench": lambda: mtbench.mtbench_scores(_jsonl(_need(judge, "--judge", benchmark))),
+        "amber": lambda: amber.amber_discriminative(_json(_need(answers, "--answers", benchmark)),
+                                                    _json(_need(metadata, "--metadata", benchmark))),
+    }
+    if benchmark not in runners:
+        raise VlprefError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    # A broken file is named before any scorer reads it. (POPE's question files are JSON lines named .json.)
+    for path in (answers, judge, metadata, *(labels or [])):
+        if path is not None and path.is_file() and path.suffix in (".json", ".jsonl"):
+            if path.suffix == ".jsonl" or path.read_text(encoding="utf-8").lstrip().startswith("{\"question_id"):
+                _jsonl(path)
+            else:
+                _json(path)
+    try:
+        return runners[benchmark]()
+    except ValueError as error:  # the scorers' own input errors name the file, record and field
+        raise VlprefError(f"{benchmark}: {error}") from None
+
+
+def flatten(results: dict, prefix: str = "") -> dict[str, object]:
+    """{'a': {'b': 1}} -> {'a/b': 1}, for the markdown report."""
+    flat: dict[str, object] = {}
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def markdown(benchmark: str, results: dict) -> str:
+    def cell(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    rows = [f"| {k} | {cell(v)} |" for k, v in flatten(results).items()]
+    return f"# {benchmark}\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
+
+
+def write_report(benchmark: str, results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"benchmark": benchmark, **results}, indent=2, default=str))
+    (out / "results.md").write_text(markdown(benchmark, results))
