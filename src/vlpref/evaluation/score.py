@@ -7,15 +7,14 @@
 Users switching from LLaVA's scripts, lmms-eval or VLMEvalKit point it at the files those tools write and get the
 numbers the official scripts would print (the scoring rules and their tests live in `vlpref.numerics`):
 
-| benchmark | --answers | --judge | --labels / --metadata |
-|---|---|---|---|
-| `mme` | the results folder: one `<subtask>.txt` per subtask (image, question, truth, answer; TABs) | | |
-| `pope` | answers JSONL (`question_id`, `text`), LLaVA's `model_vqa_loader` layout | | `--labels`: the official question files, one per split (`coco_pope_<split>.json`, JSONL with `question_id`, `label`) |
-| `mmhal` | the response template filled with `model_answer` (JSON) | the judge's evaluation file (JSON) | |
-| `mmvet` | | the evaluator's grade file (JSON, one score list per sample) | `--metadata`: `mm-vet.json` |
-| `llava-bench` | | the review JSONL | |
-| `mtbench` | | FastChat's judgment JSONL (`gpt-4_single.jsonl`) | |
-| `amber` | the response JSON (`[{"id", "response"}]`), discriminative part | | `--metadata`: the annotations JSON |
+- `mme`: --answers, the results folder (one `<subtask>.txt` per subtask: image, question, truth, answer; TABs);
+- `pope`: --answers, a JSONL of `question_id` + `text` (LLaVA's `model_vqa_loader` layout), and --labels, the
+  official question file of each split (`coco_pope_<split>.json`, JSON lines with `question_id` and `label`);
+- `mmhal`: --answers, the response template filled with `model_answer` (JSON); --judge, the evaluation file (JSON);
+- `mmvet`: --judge, the evaluator's grade file (JSON, a score list per sample); --metadata, `mm-vet.json`;
+- `llava-bench`: --judge, the review JSONL;
+- `mtbench`: --judge, FastChat's judgment JSONL (`gpt-4_single.jsonl`);
+- `amber` (discriminative): --answers, the response JSON (`[{"id", "response"}]`); --metadata, the annotations.
 
 Writes OUT/results.json and OUT/results.md. Answers that do not match the question set (missing or unknown ids,
 a different count) are errors naming the file and the ids; unparseable answers and judge outputs are counted in the
