@@ -463,12 +463,62 @@ def eval_score(
     metadata: Annotated[Path | None, typer.Option(help="mmvet: mm-vet.json; amber: the annotations")] = None,
 ):
     """Score answers (and judge outputs) produced by any tool, exactly as the official scripts do."""
-    from vlpref.evaluation.score import score, write_report
+    from vlpref.evaluation.report import write_run
+    from vlpref.evaluation.score import score
 
     results = score(benchmark, answers, judge, labels, metadata)
-    write_report(benchmark, results, out)
+    write_run({"benchmark": benchmark, **results}, out, benchmark)
     console.print_json(data=results, default=str)
-    console.print(f"[green]wrote[/] {out}/results.json and results.md")
+    console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
+
+
+@eval_app.command("world")
+def eval_world(
+    out: Annotated[Path, typer.Option(help="where results.json, results.md and results.png go")],
+    model: Annotated[str | None, typer.Option(help="model folder or hub id (default: the shipped world-base)")]
+    = None,
+    data: Annotated[Path | None, typer.Option(help="world eval split (default: built into OUT/eval-split)")] = None,
+    images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
+    steer: Annotated[str | None, typer.Option(help="SteerLM models: the attribute values to ask for, e.g. "
+                                                   "'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")]
+    = None,
+):
+    """The world benchmarks: world-POPE per split, CHAIR, attribute/count/position/relation hallucination,
+    coverage, oracle-judged helpfulness and faithfulness (greedy answers on held-out scenes)."""
+    from vlpref.data.schema import Turn
+    from vlpref.data.steerlm import parse_targets, steered
+    from vlpref.evaluation.report import write_run
+    from vlpref.models.vlm import VLM
+    from vlpref.world.metrics import evaluate_world
+    from vlpref.world.models import world_model_path
+    from vlpref.world.tasks import build_split
+
+    targets = None
+    if steer:
+        try:
+            targets = parse_targets(steer)
+            steered([Turn(role="user", text="?")], targets)
+        except ValueError as error:
+            raise VlprefError(f"--steer: {error}") from None
+    model = model or str(world_model_path())
+    data = data or out / "eval-split"
+    if not (data / "records.jsonl").is_file():
+        build_split(data, "eval", images, tasks=("describe", "pope"))
+    results = evaluate_world(VLM.load(model), data, batch_size=128, steer=targets, oracle=True)
+    write_run({"benchmark": "world", "model": model, **results}, out, f"world: {model}")
+    console.print_json(data=results)
+    console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    runs: Annotated[list[Path], typer.Argument(help="evaluation run folders (the first is the baseline)")],
+    out: Annotated[Path, typer.Option(help="where compare.md and compare.png go")],
+):
+    """Runs side by side, each metric with its delta from the first run."""
+    from vlpref.evaluation.report import compare
+
+    console.print(compare(runs, out), highlight=False)
 
 
 @bench_app.command("sample")

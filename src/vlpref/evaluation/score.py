@@ -117,29 +117,3 @@ def score(benchmark: str, answers: Path | None = None, judge: Path | None = None
         return runners[benchmark]()
     except ValueError as error:  # the scorers' own input errors name the file, record and field
         raise VlprefError(f"{benchmark}: {error}") from None
-
-
-def flatten(results: dict, prefix: str = "") -> dict[str, object]:
-    """{'a': {'b': 1}} -> {'a/b': 1}, for the markdown report."""
-    flat: dict[str, object] = {}
-    for key, value in results.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
-
-
-def markdown(benchmark: str, results: dict) -> str:
-    def cell(value) -> str:
-        return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    rows = [f"| {k} | {cell(v)} |" for k, v in flatten(results).items()]
-    return f"# {benchmark}\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
-
-
-def write_report(benchmark: str, results: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"benchmark": benchmark, **results}, indent=2, default=str))
-    (out / "results.md").write_text(markdown(benchmark, results))

@@ -1,0 +1,109 @@
+"""Evaluation reports: one run's JSON, markdown and plot; several runs side by side with deltas.
+
+    vlpref eval world --model runs/seva/model --out runs/eval/seva          # results.json, results.md, results.png
+    vlpref eval compare runs/eval/base runs/eval/seva --out runs/eval/cmp   # compare.md, compare.png, deltas vs base
+
+A run folder holds `results.json`: {"benchmark": ..., "model": ..., <metric>: <number or nested numbers>}. Nested
+results (per split, per category) are flattened to 'a/b' names, so every benchmark's numbers compare the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vlpref.errors import VlprefError
+
+# Metrics where lower is better, for the arrows in the reports.
+LOWER_IS_BETTER = ("chair", "hallucination", "hallucination_rate")
+
+
+def flatten(results: dict, prefix: str = "") -> dict[str, object]:
+    """{'a': {'b': 1}} -> {'a/b': 1}."""
+    flat: dict[str, object] = {}
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _numbers(results: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in flatten(results).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _arrow(name: str) -> str:
+    return " ↓" if any(word in name for word in LOWER_IS_BETTER) else ""
+
+
+def write_run(results: dict, out: Path, title: str) -> None:
+    """OUT/results.json, OUT/results.md and OUT/results.png (one bar per metric in [0, 1], the rest listed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    numbers = _numbers(results)
+    lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {name}{_arrow(name)} | {value:.4g} |" for name, value in numbers.items()]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    unit = {k: v for k, v in numbers.items() if 0.0 <= v <= 1.0}
+    if unit:
+        _bars({title: unit}, out / "results.png", title)
+
+
+def load_run(folder: Path) -> dict:
+    path = folder / "results.json"
+    if not path.is_file():
+        raise VlprefError(f"{folder}: no results.json (an evaluation run folder is expected)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise VlprefError(f"{path}: not valid JSON ({error.msg})") from None
+
+
+def compare(folders: list[Path], out: Path) -> str:
+    """A markdown table of the runs' shared metrics, each with its delta from the first run; and a plot."""
+    if len(folders) < 2:
+        raise VlprefError("compare needs at least two run folders")
+    runs = {folder.name: _numbers(load_run(folder)) for folder in folders}
+    if len(runs) < len(folders):
+        raise VlprefError("run folders must have different names (they head the columns)")
+    names = list(runs)
+    shared = [m for m in runs[names[0]] if all(m in r for r in runs.values())]
+    if not shared:
+        raise VlprefError("the runs share no metric; compare runs of the same benchmark")
+    head = "| metric | " + " | ".join(names) + " |"
+    lines = [head, "|---|" + "---|" * len(names)]
+    for metric in shared:
+        base = runs[names[0]][metric]
+        cells = [f"{base:.4g}"] + [f"{r[metric]:.4g} ({r[metric] - base:+.3g})" for r in list(runs.values())[1:]]
+        lines.append(f"| {metric}{_arrow(metric)} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(text)
+    unit = [m for m in shared if all(0.0 <= r[m] <= 1.0 for r in runs.values())]
+    if unit:
+        _bars({name: {m: r[m] for m in unit} for name, r in runs.items()}, out / "compare.png", "comparison")
+    return text
+
+
+def _bars(series: dict[str, dict[str, float]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    metrics = list(next(iter(series.values())))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6, len(metrics) * 0.7), 4))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar([j + i * width for j in range(len(metrics))], [values[m] for m in metrics], width, label=name)
+    ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(metrics))], metrics, rotation=40,
+                  ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
