@@ -261,6 +261,21 @@ def world_pretrain(
     run_pretrain(cfg, out, data=data, pool=pool, evaluate=evaluate, log=console.print)
 
 
+def _steer_targets(steer: str | None) -> dict[str, float] | None:
+    """--steer 'Helpfulness:4,...' -> the targets, checked (every HelpSteer attribute given)."""
+    if not steer:
+        return None
+    from vlpref.data.schema import Turn
+    from vlpref.data.steerlm import parse_targets, steered
+
+    try:
+        targets = parse_targets(steer)
+        steered([Turn(role="user", text="?")], targets)
+    except ValueError as error:
+        raise VlprefError(f"--steer: {error}") from None
+    return targets
+
+
 @world_app.command("eval")
 def world_eval(
     model: Annotated[str | None, typer.Argument(help="model folder or hub id (default: the shipped world-base)")]
@@ -288,13 +303,7 @@ def world_eval(
     from vlpref.data.schema import Turn
     from vlpref.data.steerlm import parse_targets, steered
 
-    targets = None
-    if steer:
-        try:
-            targets = parse_targets(steer)
-            steered([Turn(role="user", text="?")], targets)
-        except ValueError as error:
-            raise VlprefError(f"--steer: {error}") from None
+    targets = _steer_targets(steer)
     results = evaluate_world(VLM.load(model), data, steer=targets)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2))
 
@@ -485,21 +494,13 @@ def eval_world(
 ):
     """The world benchmarks: world-POPE per split, CHAIR, attribute/count/position/relation hallucination,
     coverage, oracle-judged helpfulness and faithfulness (greedy answers on held-out scenes)."""
-    from vlpref.data.schema import Turn
-    from vlpref.data.steerlm import parse_targets, steered
     from vlpref.evaluation.report import write_run
     from vlpref.models.vlm import VLM
     from vlpref.world.metrics import evaluate_world
     from vlpref.world.models import world_model_path
     from vlpref.world.tasks import build_split
 
-    targets = None
-    if steer:
-        try:
-            targets = parse_targets(steer)
-            steered([Turn(role="user", text="?")], targets)
-        except ValueError as error:
-            raise VlprefError(f"--steer: {error}") from None
+    targets = _steer_targets(steer)
     model = model or str(world_model_path())
     data = data or out / "eval-split"
     if not (data / "records.jsonl").is_file():
