@@ -300,8 +300,6 @@ def world_eval(
     data = data or Path("runs/world-eval")
     if not (data / "records.jsonl").is_file():
         build_split(data, "eval", images)
-    from vlpref.data.schema import Turn
-    from vlpref.data.steerlm import parse_targets, steered
 
     targets = _steer_targets(steer)
     results = evaluate_world(VLM.load(model), data, steer=targets)
