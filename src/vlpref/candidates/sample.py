@@ -98,6 +98,10 @@ class SampleConfig(StrictModel):
     recipe: Literal["sample"] = "sample"
     prompts: str | None = Field(default=None, description="prompts dataset folder; none: the world's prefs split")
     world_images: int = Field(default=10, ge=1, description="scenes of the world prefs split, when prompts is none")
+    world_tasks: list[Literal["describe", "open", "pope", "qa"]] = Field(
+        default_factory=lambda: ["describe", "open", "pope", "qa"],
+        description="the world prefs split's tasks, when prompts is none (a paper's prompt mix, e.g. SeVa: no "
+                    "yes/no questions)")
     pool: list[PoolMember] = Field(default_factory=lambda: [PoolMember()], min_length=1)
     augment: AugmentConfig | None = Field(default=None, description="also answer under augmented images (SeVa)")
     original: bool = Field(default=True, description="answer under the original images")
@@ -106,7 +110,8 @@ class SampleConfig(StrictModel):
     seed: int = 0
 
 
-def resolve_prompts(config_prompts: str | None, out: Path, world_images: int, seed: int) -> Path:
+def resolve_prompts(config_prompts: str | None, out: Path, world_images: int, seed: int,
+                    tasks: tuple[str, ...] = ("describe", "open", "pope", "qa")) -> Path:
     """The prompts folder: the given one, or the world's prefs split built (once) under out/prompts."""
     if config_prompts is not None:
         return Path(config_prompts)
@@ -114,7 +119,7 @@ def resolve_prompts(config_prompts: str | None, out: Path, world_images: int, se
     if not (root / "records.jsonl").is_file():
         from vlpref.world.tasks import build_split
 
-        build_split(root, "prefs", world_images, seed=seed)
+        build_split(root, "prefs", world_images, tasks=tuple(tasks), seed=seed)
     return root
 
 
@@ -156,7 +161,7 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
         raise ConfigError(f"pool: model ids must be unique, got {names}; set `id` on each member")
     if not config.original and config.augment is None:
         raise ConfigError("original is false and augment is unset: there is nothing to sample")
-    root = resolve_prompts(config.prompts, out, config.world_images, config.seed)
+    root = resolve_prompts(config.prompts, out, config.world_images, config.seed, tuple(config.world_tasks))
     prompts: list[Prompt] = read_records(root)
     journal = Journal(out / "journal.sqlite")
     clear_failures(out)
