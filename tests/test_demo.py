@@ -24,3 +24,14 @@ def test_quick_demo_writes_every_row_and_resumes(tmp_path):
         assert (tmp_path / "demo" / "seed-0" / "train" / row.name / "model" / "config.json").is_file()
     again = vlpref("demo", "--quick", "--out", str(tmp_path / "demo"))
     assert again.returncode == 0 and "train," not in again.stdout and "evaluate," not in again.stdout
+
+
+def test_demo_rows_are_checked():
+    import pytest
+
+    from vlpref.demo import DemoConfig
+
+    with pytest.raises(ValueError, match="povid-stage2 starts from povid-stage1's model"):
+        DemoConfig(rows=["base", "povid-stage2"])
+    with pytest.raises(ValueError, match="unknown row 'dpo'"):
+        DemoConfig(rows=["dpo"])

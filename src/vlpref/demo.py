@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, model_validator
 from rich.console import Console
 from rich.table import Table
 
@@ -89,6 +89,17 @@ class DemoConfig(StrictModel):
     rows: list[str] = Field(default_factory=lambda: [r.name for r in ROWS])
     recipes: str | None = Field(default=None, description="the recipes folder (default: ./recipes, or the one "
                                                           "next to the vlpref source)")
+
+    @model_validator(mode="after")
+    def _rows_known_and_complete(self) -> DemoConfig:
+        known = {r.name: r for r in ROWS}
+        for name in self.rows:
+            if name not in known:
+                raise ValueError(f"rows: unknown row {name!r}; the rows are {', '.join(known)}")
+            start = known[name].start
+            if start and start not in self.rows:
+                raise ValueError(f"rows: {name} starts from {start}'s model, so {start} must be a row too")
+        return self
 
     def quick(self) -> DemoConfig:
         """Toy sizes: every stage runs, nothing is learned; for tests."""
@@ -161,7 +172,7 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
     for row in rows:
         if row.recipe is not None:
             run = out / "train" / row.name
-            if not (run / "model" / "config.json").is_file():
+            if not (run / "summary.json").is_file():  # written after the export: the row finished
                 began = time.perf_counter()
                 say(f"seed {seed}: train, {row.label}")
                 start = models[row.start] if row.start else models["base"]

@@ -82,3 +82,24 @@ def test_shared_prefix_is_exact_under_gradient_checkpointing(vlm, images):
         assert (a is None) == (b is None)
         if a is not None:
             assert (a - b).abs().max() <= 1e-5 * scale
+
+
+def test_sliding_window_models_stay_exact_past_the_window(tiny_dirs, images):
+    """Gemma3's sliding-window layers keep the last `window` cache slots, padding included; past the window the
+    shared cache would be wrong, so scoring falls back to the unshared layout there (window 8 << these sequences)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_dirs["gemma3"])
+    config.text_config.sliding_window = 8
+    from transformers import Gemma3ForConditionalGeneration
+
+    from vlpref.models.vlm import load_processor
+
+    model = Gemma3ForConditionalGeneration.from_pretrained(tiny_dirs["gemma3"], config=config).eval()
+    narrow = VLM(model, load_processor(tiny_dirs["gemma3"]))
+    batch_chats = chats(images)
+    responses = [[narrow.response_ids(a), narrow.response_ids(b)] for a, b in PAIRS]
+    with torch.no_grad():
+        shared, _ = summed(score_shared(narrow, batch_chats, responses))
+        plain, _ = summed(score_unshared(narrow, batch_chats, responses))
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)

@@ -148,9 +148,12 @@ def test_sft_loss_goes_down(tiny_dirs, sft_dir, tmp_path):
     assert found[-1] < 0.5 * found[0]
 
 
-def test_two_processes_give_the_losses_of_one(tiny_dirs, pairs_dir, tmp_path):
+@pytest.mark.parametrize("contrast", [False, True], ids=["same-images", "with-image-contrast"])
+def test_two_processes_give_the_losses_of_one(tiny_dirs, tmp_path, contrast):
     """torchrun with 2 CPU processes (gloo), batch 1 x 2 processes x 2 accumulation = the global batch of 1 process
-    with batch 2 x 2."""
+    with batch 2 x 2. With an image-contrast pair in the data, the processes run different numbers of forward
+    passes per micro-batch (that pair is scored apart), which must not desynchronise them."""
+    pairs_dir = make_pairs(tmp_path / "pairs", contrast=contrast)
     one = config(tiny_dirs["llava"], pairs_dir, batch_size=2, max_steps=3, lora={"r": 4, "alpha": 8, "dropout": 0})
     two = one.model_copy(update={"batch_size": 1})
     train(one, tmp_path / "one", log=lambda *a: None)
@@ -158,7 +161,7 @@ def test_two_processes_give_the_losses_of_one(tiny_dirs, pairs_dir, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vlpref",
                            "train", "--config", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two")],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in " ".join(done.stderr.split())  # the console writes to stderr and wraps
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5, abs=1e-6)
@@ -181,3 +184,22 @@ def test_a_processor_from_another_checkpoint_is_named(tmp_path, pairs_dir):
     other.save_pretrained(tmp_path / "mixed")
     with pytest.raises(VlprefError, match="processor's inputs do not fit the model"):
         train(config(str(tmp_path / "mixed"), pairs_dir), tmp_path / "run", log=lambda *a: None)
+
+
+def test_settings_that_would_train_wrongly_are_refused(tiny_dirs, pairs_dir):
+    with pytest.raises(ValueError, match="adapters disabled, which still has the projector"):
+        config(tiny_dirs["llava"], pairs_dir, reference="online", freeze_projector=False)
+    with pytest.raises(ValueError, match="lose AdamW updates"):
+        config(tiny_dirs["llava"], pairs_dir, dtype="bfloat16", finetune="full")
+    config(tiny_dirs["llava"], pairs_dir, dtype="bfloat16", finetune="full", mixed_precision="bf16")  # fine
+
+
+def test_bf16_full_weights_train_in_float32(tiny_dirs, pairs_dir, tmp_path):
+    cfg = config(tiny_dirs["llava"], pairs_dir, dtype="bfloat16", mixed_precision="bf16", freeze_projector=False,
+                 max_steps=1)
+    trainer = Trainer(cfg, tmp_path / "run", log=lambda *a: None)
+    trainer.setup()
+    trained = {n: p.dtype for n, p in trainer.trainable.named_parameters() if p.requires_grad}
+    assert any(part_of(n) == "projector" for n in trained) and set(trained.values()) == {torch.float32}
+    trainer.run()
+    assert (tmp_path / "run" / "adapter" / "trained_in_full.safetensors").is_file()

@@ -4,7 +4,7 @@
         trainable.safetensors   the weights that train (LoRA adapters, or all of them), by name
         optimizer.pt            AdamW state; tensors and numbers only, read back with torch.load(weights_only=True)
         state.json              step, scheduler state, the settings hash the run was started with
-        rng-0.pt, rng-1.pt …    each process's torch RNG state (LoRA dropout draws from it)
+        rng-0.pt, rng-1.pt …    each process's torch RNG states, CPU and CUDA (LoRA dropout draws from them)
 
 Frozen weights are not saved: they are the base model's, read again from it on resume. A checkpoint is written to a
 temporary folder and renamed into place, so a kill mid-save leaves the previous checkpoint as the latest. Resuming
@@ -43,7 +43,10 @@ def save(out: Path, step: int, model: torch.nn.Module, optimizer, scheduler, set
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier()
-    torch.save(torch.get_rng_state(), tmp / f"rng-{rank}.pt")
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():  # LoRA dropout on a GPU draws from the CUDA generators
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    torch.save(rng, tmp / f"rng-{rank}.pt")
     if rank == 0:
         weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
         save_file(weights, tmp / "trainable.safetensors")
@@ -80,5 +83,8 @@ def load(folder: Path, model: torch.nn.Module, optimizer, scheduler, settings_ha
             params[name].copy_(value)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(torch.load(folder / f"rng-{rank}.pt", weights_only=True))
+    rng = torch.load(folder / f"rng-{rank}.pt", weights_only=True)
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     return state["step"]

@@ -108,4 +108,11 @@ class TrainConfig(StrictModel):
                              "loss_type, label_smoothing, sft_weight and length_normalized apply to objective dpo")
         if self.objective == "dpo" and self.image_negative is not None:
             raise ValueError("image_negative applies to objectives povid and mdpo")
+        full_parts = self.finetune == "full" or not self.freeze_projector or not self.freeze_vision
+        if self.finetune == "lora" and self.reference == "online" and full_parts:
+            raise ValueError("reference: online with LoRA is the model with its adapters disabled, which still "
+                             "has the projector / vision weights being trained; use reference: precomputed")
+        if self.dtype != "float32" and full_parts and self.mixed_precision == "no":
+            raise ValueError(f"full weights stored in {self.dtype} lose AdamW updates smaller than half a "
+                             f"{self.dtype} step; set mixed_precision: bf16 (they are then kept in float32)")
         return self

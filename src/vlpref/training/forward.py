@@ -28,7 +28,8 @@ it again, and the continuation reads a `ContinuationCache` that returns prefix +
 replay sees exactly what the first pass saw. With those two, `allow_checkpointing` marks the model's layers as
 cache-readers, and prefix sharing stays exact under (non-reentrant) checkpointing — tested like the rest.
 
-Pairs whose sides have different images (image-contrast data) use `score_unshared`.
+Pairs whose sides have different images (image-contrast data) use `score_unshared`, and so does a batch of a
+sliding-window model (Gemma3) whose padded prompt + response reaches the window (see `score_shared`).
 """
 
 from __future__ import annotations
@@ -116,6 +117,14 @@ def _positions(vlm: VLM, prompt: dict[str, torch.Tensor]) -> torch.Tensor | None
     return positions
 
 
+def _sliding_window(vlm: VLM) -> int | None:
+    """The sliding window of a model with sliding-window attention layers (Gemma3), else None."""
+    text = vlm.model.config.get_text_config()
+    layer_types = getattr(text, "layer_types", None) or []
+    window = getattr(text, "sliding_window", None)
+    return window if window and "sliding_attention" in layer_types else None
+
+
 def score_shared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], model=None) -> Scored:
     """Score `responses[b]` (token id lists, end-of-turn included) given `chats[b]`, encoding each chat once.
 
@@ -136,6 +145,12 @@ def score_shared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], 
         if key in prompt and bool(prompt[key][rows, lengths - 1].any()):
             raise ValueError(f"{vlm.name}: a prompt ends with an image token; prefix sharing needs a text token last")
 
+    window = _sliding_window(vlm)
+    if window is not None and mask.shape[1] + max(len(r) for rs in responses for r in rs) + 1 >= window:
+        # Sliding-window layers (Gemma3) keep the last `window` cache slots, and here slots include the padding
+        # after short prompts: once prompt + response reach the window the shared cache drops or keeps the wrong
+        # keys. The unshared layout is exact there (transformers masks by position).
+        return score_unshared(vlm, chats, responses, model=model)
     positions = _positions(vlm, prompt)  # (3, B, Tp) or None
     prefix_mask = mask.clone()
     prefix_mask[rows, lengths - 1] = 0  # the last token is computed in the continuation instead

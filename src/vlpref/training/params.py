@@ -66,6 +66,8 @@ def setup_trainable(model: nn.Module, config) -> nn.Module:
     for name, p in model.named_parameters():
         if trains_in_full.get(part_of(name), False) and "lora_" not in name:
             p.requires_grad_(True)
+            if p.dtype != torch.float32:  # fp32 master weights (config: only with autocast on), as ZeRO keeps them
+                p.data = p.data.float()
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("nothing would train: every part is frozen")
     return model

@@ -30,21 +30,24 @@ from vlpref.training.data import Example
 
 
 def model_fingerprint(path: str, revision: str | None, dtype: str) -> str:
-    """A hash of the model's config and weight files (name, size and the first and last MiB of each: reading 15 GB
-    of weights to key a cache would cost more than the forward passes it saves), plus revision and dtype. For a hub
-    id without a local folder the id and revision stand in for the files."""
+    """A hash of the model folder: every config, tokenizer and template file whole; each weight file whole up to
+    256 MiB, above that its header (names, shapes, offsets) and 64 samples of 1 MiB spread through it (reading 15 GB
+    to key a cache would cost more than the forward passes it saves; a merged LoRA changes every layer, so spread
+    samples see it). Plus the path, revision and dtype. A hub id without a local folder is keyed by id + revision."""
     folder = Path(path)
     h = hashlib.sha256(json.dumps([str(path), revision, dtype]).encode())
     if folder.is_dir():
-        for file in sorted(folder.iterdir()):
-            if file.suffix not in (".json", ".safetensors", ".bin"):
-                continue
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
             size = file.stat().st_size
-            h.update(f"{file.name}:{size}".encode())
+            h.update(f"{file.relative_to(folder)}:{size}".encode())
             with file.open("rb") as f:
-                h.update(f.read(1 << 20))
-                f.seek(max(0, size - (1 << 20)))
-                h.update(f.read(1 << 20))
+                if size <= 256 << 20:
+                    h.update(f.read())
+                    continue
+                h.update(f.read(1 << 20))  # safetensors: the header comes first
+                for i in range(64):
+                    f.seek(size * i // 64)
+                    h.update(f.read(1 << 20))
     return h.hexdigest()[:16]
 
 
@@ -56,9 +59,10 @@ def _image_digest(root: Path, paths: list[str] | None) -> list[str] | None:
 
 def example_key(fingerprint: str, root: Path, example: Example, scored: object) -> str:
     record = example.record
+    # the record id seeds POVID's noise and mDPO's crop (objectives.distorted_chat), so it is part of the key
     return content_key("reference-logps", fingerprint, [t.model_dump() for t in record.turns],
                        _image_digest(root, record.images), _image_digest(root, example.rejected_images),
-                       example.responses, scored)
+                       example.responses, scored, record.id)
 
 
 class ReferenceCache:

@@ -90,8 +90,22 @@ class Trainer:
         from accelerate import Accelerator
 
         self.config, self.out, self.resume = config, Path(out), resume
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        # broadcast_buffers=False: DDP would otherwise broadcast buffers (rotary tables, position ids: constants)
+        # before every forward after a backward, and processes whose micro-batches need different numbers of
+        # forward passes (image-contrast pairs are scored apart) would pair those broadcasts with the gradient
+        # all-reduce and hang.
+        ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+        # accelerate keeps one process-wide state and refuses a second Accelerator with other precision settings;
+        # runs made one after another in a process (the demo, a sweep, tests) each get their own. The process
+        # group (PartialState) is kept.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.device == "cpu",
-                                       log_with=config.report_to or None, project_dir=str(self.out))
+                                       log_with=config.report_to or None, project_dir=str(self.out),
+                                       kwargs_handlers=[ddp])
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
         self.log = log if self.main else (lambda *a, **k: None)
@@ -127,11 +141,13 @@ class Trainer:
         if c.method == "dpo" and c.reference == "precomputed":
             cache_path = Path(c.reference_cache) if c.reference_cache else self.out / "reference.sqlite"
             aug = negative_image(c)
-            scored = [c.objective, aug.model_dump() if aug else None]
+            scored = [c.objective, aug.model_dump() if aug else None, c.mixed_precision]
             self.reference = ReferenceCache(cache_path, model_fingerprint(path, c.revision, c.dtype), scored)
 
             def score(batch: list[Example]) -> torch.Tensor:
-                terms, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing)
+                # under the policy's autocast, so that at step 0 the policy's and the reference's numbers agree
+                with self.accelerator.autocast():
+                    terms, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing)
                 return torch.stack([terms[t] for t in TERMS[c.objective]], dim=1).float().cpu()
 
             began = time.perf_counter()
@@ -193,8 +209,9 @@ class Trainer:
             ref = {t: cached[:, i] for i, t in enumerate(TERMS[c.objective])}
         else:
             with torch.no_grad():
-                if self.copy is not None:
-                    ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.copy)
+                if self.copy is not None:  # not prepared by accelerate, so autocast it here like the policy
+                    with self.accelerator.autocast():
+                        ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.copy)
                 else:
                     with self.accelerator.unwrap_model(self.model).disable_adapter():
                         ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
@@ -272,6 +289,8 @@ class Trainer:
             checkpoint.save(self.out, self.total, self.trainable, self.optimizer, self.scheduler, settings_hash(c),
                             self.rank, self.world, acc.wait_for_everyone, c.keep_checkpoints)
         self.export()
+        if self.main:  # written last: its presence means the run, export included, finished
+            (self.out / "summary.json").write_text(json.dumps({"steps": self.total, "final_loss": loss}))
         if c.report_to:
             acc.end_training()
         return TrainResult(self.total, loss, self.out)
@@ -285,6 +304,12 @@ class Trainer:
         model = self.trainable
         if self.config.finetune == "lora":
             model.save_pretrained(self.out / "adapter")
+            full = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
+                    if p.requires_grad and "lora_" not in n}
+            if full:  # a projector or vision tower trained in full is not part of a peft adapter
+                from safetensors.torch import save_file
+
+                save_file(full, self.out / "adapter" / "trained_in_full.safetensors")
             if not self.config.merge_lora:
                 return
             import copy
