@@ -265,12 +265,11 @@ def _steer_targets(steer: str | None) -> dict[str, float] | None:
     """--steer 'Helpfulness:4,...' -> the targets, checked (every HelpSteer attribute given)."""
     if not steer:
         return None
-    from vlpref.data.schema import Turn
-    from vlpref.data.steerlm import parse_targets, steered
+    from vlpref.data.steerlm import check_targets, parse_targets
 
     try:
         targets = parse_targets(steer)
-        steered([Turn(role="user", text="?")], targets)
+        check_targets(targets)
     except ValueError as error:
         raise VlprefError(f"--steer: {error}") from None
     return targets

@@ -37,8 +37,8 @@ from pydantic import Field, model_validator
 from vlpref.config import StrictModel
 from vlpref.data.augment import AugmentConfig, augment
 from vlpref.data.images import load_image, record_image_digests, resolve_image
-from vlpref.data.schema import Candidate, DecodingParams, Prompt, Turn
-from vlpref.data.steerlm import steered
+from vlpref.data.schema import Candidate, DecodingParams, Prompt
+from vlpref.data.steerlm import check_targets, steered
 from vlpref.data.store import read_records, write_records
 from vlpref.errors import ConfigError
 from vlpref.journal import Journal, clear_failures, content_key, report_failures
@@ -85,7 +85,7 @@ class PoolMember(StrictModel):
     @model_validator(mode="after")
     def _steer_has_every_attribute(self) -> PoolMember:
         if self.steer is not None:
-            steered([Turn(role="user", text="?")], self.steer)  # ValueError naming a missing attribute
+            check_targets(self.steer)
         return self
 
     @model_validator(mode="after")

@@ -24,12 +24,17 @@ def steerlm_suffix(scores: dict[str, float]) -> str:
     return STEERLM_SUFFIX + ",".join(f"{k}:{round(scores[k])}" for k in HELPSTEER_ATTRIBUTES)
 
 
-def steered(turns: list[Turn], targets: dict[str, float]) -> list[Turn]:
-    """`turns` with the last user turn asking for the `targets` attribute values: SteerLM's conditioning, in training
-    (each response's own values) and at inference (the values wanted, Li–Lin–Pei: all 4)."""
+def check_targets(targets: dict[str, float]) -> None:
+    """ValueError naming the HelpSteer attributes `targets` lacks (steering needs all five)."""
     missing = [k for k in HELPSTEER_ATTRIBUTES if k not in targets]
     if missing:
         raise ValueError(f"steering needs a value for every HelpSteer attribute; missing {', '.join(missing)}")
+
+
+def steered(turns: list[Turn], targets: dict[str, float]) -> list[Turn]:
+    """`turns` with the last user turn asking for the `targets` attribute values: SteerLM's conditioning, in training
+    (each response's own values) and at inference (the values wanted, Li–Lin–Pei: all 4)."""
+    check_targets(targets)
     turns = list(turns)
     turns[-1] = Turn(role="user", text=f"{turns[-1].text}\n{steerlm_suffix(targets)}")
     return turns

@@ -374,17 +374,25 @@ class VLM:
         other = {k: v for k, v in prompts.items() if k not in ("input_ids", "attention_mask", *TOKEN_ALIGNED_KEYS)}
         return {"input_ids": input_ids, "attention_mask": attention, **extra, **other, "labels": labels}
 
-    def forward_logprobs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-token log-probs (B, T) of `batch["labels"]`, 0 where IGNORE. Differentiable (no no_grad here)."""
+    def forward_logits(self, batch: dict[str, torch.Tensor], model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, keep, V) from the earliest response position on, and the labels trimmed to match (B, keep).
+
+        Only positions from the earliest response start onward are scored, so the model is asked for just those
+        logits: with LLaVA's 576 image tokens the prompt is most of the sequence, and (T, V) logits dominate memory.
+        `model`: what to call when it wraps `self.model` (DDP, peft). Differentiable.
+        """
         labels = batch["labels"]
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        # Only positions from the earliest response start onward are scored, so ask the model for just those logits:
-        # with LLaVA's 576 image tokens the prompt is most of the sequence, and (T, V) logits dominate memory.
         first = int((labels != IGNORE).float().argmax(dim=1).min())
         keep = labels.shape[1] - first + 1
-        logits = self.model(**inputs, logits_to_keep=keep).logits  # (B, keep, V)
-        scored = token_logprobs(logits, labels[:, -keep:])  # (B, keep)
-        return torch.cat([scored.new_zeros(labels.shape[0], labels.shape[1] - keep), scored], dim=1)
+        return (model or self.model)(**inputs, logits_to_keep=keep).logits, labels[:, -keep:]
+
+    def forward_logprobs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-token log-probs (B, T) of `batch["labels"]`, 0 where IGNORE. Differentiable (no no_grad here)."""
+        logits, labels = self.forward_logits(batch)
+        scored = token_logprobs(logits, labels)  # (B, keep)
+        width = batch["labels"].shape[1]
+        return torch.cat([scored.new_zeros(scored.shape[0], width - scored.shape[1]), scored], dim=1)
 
     @torch.no_grad()
     def logprobs(self, chats: list[Chat], responses: list[str], batch_size: int = 8) -> list[torch.Tensor]:

@@ -187,12 +187,8 @@ def score_unshared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]]
     path for responses whose prompts differ (other images) or when the KV cache is unavailable."""
     flat_chats = [c for c, per_prompt in zip(chats, responses, strict=True) for _ in per_prompt]
     flat = [r for per_prompt in responses for r in per_prompt]
-    batch = vlm.build_scoring_batch(flat_chats, flat)
-    labels = batch.pop("labels")
-    first = int((labels != IGNORE).float().argmax(dim=1).min())
-    keep = labels.shape[1] - first + 1  # logits only from the earliest response start on (see VLM.forward_logprobs)
-    logits = (model or vlm.model)(**batch, logits_to_keep=keep).logits
-    return Scored(logits, labels[:, -keep:])
+    logits, labels = vlm.forward_logits(vlm.build_scoring_batch(flat_chats, flat), model=model)
+    return Scored(logits, labels)
 
 
 def score_examples(vlm: VLM, examples: list[Example], root: Path, prefix_sharing: bool = True,

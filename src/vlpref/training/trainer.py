@@ -79,8 +79,7 @@ def global_batch(step: int, n: int, size: int, seed: int, steps_per_epoch: int) 
     last batch filled up from the start of the same permutation."""
     epoch, position = divmod(step, steps_per_epoch)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-    order = order + order[: steps_per_epoch * size - n]  # fill the last batch (n < size: repeats more than once)
-    while len(order) < steps_per_epoch * size:
+    while len(order) < steps_per_epoch * size:  # fill the last batch (n < size: the order repeats more than once)
         order += order[: steps_per_epoch * size - len(order)]
     return order[position * size : (position + 1) * size]
 
@@ -120,6 +119,7 @@ class Trainer:
         kind = "pairs" if c.method == "dpo" else "sft"
         self.examples, dropped = load_examples(self.root, self.vlm, kind, c.max_length, c.truncation)
         self.preflight(path)
+        self.row = {id(e): i for i, e in enumerate(self.examples)}  # the trainer's own objects: identity is safe
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(c.model_dump_json(indent=2))
@@ -135,14 +135,14 @@ class Trainer:
         if contrast and self.prefix_sharing:
             self.log(f"{contrast} pair(s) have their own rejected images: scored without prefix sharing")
 
-        self.reference = None
+        self.reference = None  # (N, terms) precomputed reference log-probs, row i = self.examples[i]
         self.copy = None
         self.reference_seconds = 0.0
         if c.method == "dpo" and c.reference == "precomputed":
             cache_path = Path(c.reference_cache) if c.reference_cache else self.out / "reference.sqlite"
             aug = negative_image(c)
             scored = [c.objective, aug.model_dump() if aug else None, c.mixed_precision]
-            self.reference = ReferenceCache(cache_path, model_fingerprint(path, c.revision, c.dtype), scored)
+            cache = ReferenceCache(cache_path, model_fingerprint(path, c.revision, c.dtype), scored)
 
             def score(batch: list[Example]) -> torch.Tensor:
                 # under the policy's autocast, so that at step 0 the policy's and the reference's numbers agree
@@ -151,9 +151,11 @@ class Trainer:
                 return torch.stack([terms[t] for t in TERMS[c.objective]], dim=1).float().cpu()
 
             began = time.perf_counter()
-            self.reference.compute(self.vlm, self.examples, self.root, score, c.batch_size,
-                                   shard=(self.rank, self.world), log=self.log)
+            cache.compute(self.vlm, self.examples, self.root, score, c.batch_size, shard=(self.rank, self.world),
+                          log=self.log)
             self.accelerator.wait_for_everyone()
+            # read once into memory: a cache key hashes the example's image bytes, too slow to redo every step
+            self.reference = cache.get(self.root, self.examples)
             self.reference_seconds = time.perf_counter() - began
         elif c.method == "dpo" and c.finetune == "full":  # online reference for full fine-tuning: a frozen copy
             import copy
@@ -205,7 +207,7 @@ class Trainer:
             return nll * self.world / normaliser, {"nll_sum": nll.item(), "tokens": counts.sum().item()}
         terms, counts = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
         if self.reference is not None:
-            cached = self.reference.get(self.root, batch).to(counts.device)
+            cached = self.reference[[self.row[id(e)] for e in batch]].to(counts.device)
             ref = {t: cached[:, i] for i, t in enumerate(TERMS[c.objective])}
         else:
             with torch.no_grad():
