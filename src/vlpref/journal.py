@@ -41,10 +41,20 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: autocommit, so each put is its own durable transaction.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS failed "
-                         "(key TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL)")
+        # Several processes may open a new journal at once (training's processes share one reference cache).
+        # Switching a fresh file to WAL takes a lock that sqlite refuses with "database is locked" at once, without
+        # waiting out its busy timeout, so the set-up is retried briefly.
+        for attempt in range(100):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS done (key TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS failed "
+                                 "(key TEXT PRIMARY KEY, reason TEXT NOT NULL, attempts INTEGER NOT NULL, at REAL)")
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == 99:
+                    raise
+                time.sleep(0.01 * (1 + attempt % 10))
 
     def get(self, key: str) -> Any | None:
         row = self._db.execute("SELECT value FROM done WHERE key = ?", (key,)).fetchone()
