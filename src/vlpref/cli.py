@@ -261,20 +261,6 @@ def world_pretrain(
     run_pretrain(cfg, out, data=data, pool=pool, evaluate=evaluate, log=console.print)
 
 
-def _steer_targets(steer: str | None) -> dict[str, float] | None:
-    """--steer 'Helpfulness:4,...' -> the targets, checked (every HelpSteer attribute given)."""
-    if not steer:
-        return None
-    from vlpref.data.steerlm import check_targets, parse_targets
-
-    try:
-        targets = parse_targets(steer)
-        check_targets(targets)
-    except ValueError as error:
-        raise VlprefError(f"--steer: {error}") from None
-    return targets
-
-
 @world_app.command("eval")
 def world_eval(
     model: Annotated[str | None, typer.Argument(help="model folder or hub id (default: the shipped world-base)")]
@@ -300,7 +286,9 @@ def world_eval(
     if not (data / "records.jsonl").is_file():
         build_split(data, "eval", images)
 
-    targets = _steer_targets(steer)
+    from vlpref.evaluation.world import steer_targets
+
+    targets = steer_targets(steer, option="--steer")
     results = evaluate_world(VLM.load(model), data, steer=targets)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2))
 
@@ -454,8 +442,72 @@ app.add_typer(bench_app, name="bench")
 JsonOpt = Annotated[Path, typer.Option("--json", help="where to write the figures")]
 
 
-eval_app = typer.Typer(help="Evaluation. `score`: official scores for answers made by any tool.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluation: `vlpref eval --benchmark NAME --model M --data PATH --out OUT` generates, "
+                       "judges and scores; `score` scores answers made by any tool; `world`; `compare`.")
 app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback(invoke_without_command=True)
+def eval_run(
+    ctx: typer.Context,
+    benchmark: Annotated[str | None, typer.Option(help="pope, mme, mmhal, mmvet, llava-bench, mtbench, amber or "
+                                                       "world")] = None,
+    model: Annotated[str | None, typer.Option(help="hub id, path or world:<name>")] = None,
+    data: Annotated[Path | None, typer.Option(help="your local copy of the benchmark's official files")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder: results, answers, judge outputs, the journal")]
+    = None,
+    config: ConfigOpt = None,
+    images: Annotated[Path | None, typer.Option(help="the images folder, where it is not inside --data")] = None,
+    style: Annotated[str | None, typer.Option(help="prompt format: llava (default), official or lmms-eval")] = None,
+    scoring: Annotated[str | None, typer.Option(help="pope: official (default) or lmms-eval")] = None,
+    judge_url: Annotated[str | None, typer.Option(help="judge: an OpenAI-compatible base URL")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="judge: the model name the endpoint serves")] = None,
+    judge_key_env: Annotated[str | None, typer.Option(help="judge: the environment variable holding the API key "
+                                                           "(default OPENAI_API_KEY)")] = None,
+    judge_prompt: Annotated[Path | None, typer.Option(help="judge: a file with the official judge prompt")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16")] = None,
+    device: Annotated[str | None, typer.Option(help="e.g. cuda (default: cuda when available)")] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="default: the benchmark's own setting")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N questions (a smoke run)")] = None,
+):
+    """Generate a model's answers to a benchmark, judge them where needed (cached: a rerun makes no call) and score
+    them exactly as the official scripts do."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if benchmark is None and config is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    if out is None:
+        raise VlprefError("--out is required")
+    import yaml
+
+    from vlpref.config import parse
+    from vlpref.evaluation.run import EvalConfig, evaluate
+
+    base = {}
+    if config:
+        try:
+            base = yaml.safe_load(config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise VlprefError(f"{config}: {error}") from None
+    judge = dict(base.get("judge") or {})
+    if judge_url or judge_model or judge_key_env:
+        endpoint = dict(judge.get("endpoint") or {})
+        endpoint.update({k: v for k, v in (("base_url", judge_url), ("model", judge_model),
+                                           ("api_key_env", judge_key_env)) if v})
+        judge.update(backend="openai", endpoint=endpoint)
+    if judge_prompt:
+        judge["prompt"] = str(judge_prompt)
+    overrides = {"benchmark": benchmark, "model": model, "data": str(data) if data else None,
+                 "images": str(images) if images else None, "style": style, "scoring": scoring, "dtype": dtype,
+                 "device": device, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "limit": limit,
+                 "judge": judge or None}
+    cfg = parse(EvalConfig, {**base, **{k: v for k, v in overrides.items() if v is not None}},
+                source=str(config) if config else "the command line")
+    results = evaluate(cfg, out, log=console.print)
+    console.print_json(data=results, default=str)
+    console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
 
 
 @eval_app.command("score")
@@ -491,19 +543,11 @@ def eval_world(
 ):
     """The world benchmarks: world-POPE per split, CHAIR, attribute/count/position/relation hallucination,
     coverage, oracle-judged helpfulness and faithfulness (greedy answers on held-out scenes)."""
-    from vlpref.evaluation.report import write_run
-    from vlpref.models.vlm import VLM
-    from vlpref.world.metrics import evaluate_world
-    from vlpref.world.models import world_model_path
-    from vlpref.world.tasks import build_split
+    from vlpref.evaluation.run import EvalConfig, evaluate
 
-    targets = _steer_targets(steer)
-    model = model or str(world_model_path())
-    data = data or out / "eval-split"
-    if not (data / "records.jsonl").is_file():
-        build_split(data, "eval", images, tasks=("describe", "pope"))
-    results = evaluate_world(VLM.load(model), data, batch_size=128, steer=targets, oracle=True)
-    write_run({"benchmark": "world", "model": model, **results}, out, f"world: {model}")
+    cfg = EvalConfig(benchmark="world", model=model or "world:world-base", data=str(data) if data else None,
+                     world_images=images, steer=steer)
+    results = evaluate(cfg, out, log=console.print)
     console.print_json(data=results)
     console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
 

@@ -37,3 +37,19 @@ def test_pope_metrics_by_hand():
     assert got["f1"] == pytest.approx(2 / 3) and got["accuracy"] == pytest.approx(4 / 6)
     assert got["yes_ratio"] == pytest.approx(0.5)
     assert pope_metrics(["no", "no"], ["yes", "no"])["f1"] == 0.0  # no 'yes' predicted: 0, not a crash
+
+
+def test_pope_lmms_eval_mode_by_hand():
+    from vlpref.numerics.pope import pope_metrics_lmms_eval
+
+    texts = ["Yes", "yes.", " no ", "No", "Yes, there is", "yes"]
+    gold = ["yes", "yes", "no", "yes", "yes", "no"]
+    # exact after lower/strip: yes|yes ok; 'yes.'|yes unmatched; no|no ok; no|yes wrong (FN); unmatched; yes|no (FP)
+    got = pope_metrics_lmms_eval(texts, gold)
+    assert (got["tp"], got["fp"], got["tn"], got["fn"], got["unmatched"]) == (1, 1, 1, 1, 2)
+    assert got["accuracy"] == pytest.approx(2 / 6)
+    assert got["precision"] == pytest.approx(1 / 2) and got["recall"] == pytest.approx(1 / 2)
+    assert got["f1"] == pytest.approx(1 / 2)
+    assert got["yes_ratio"] == pytest.approx(2 / 6)  # answers exactly 'yes', not the labels' yeses
+    # The official parser reads the same answers differently: 'Yes, there is' and 'yes.' are yes.
+    assert [pope_answer(t) for t in texts] == ["yes", "yes", "no", "no", "yes", "yes"]

@@ -23,12 +23,12 @@ results, never silently scored as zero.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 from vlpref.errors import VlprefError
+from vlpref.evaluation.run import read_json, read_jsonl
 
 BENCHMARKS = ("mme", "pope", "mmhal", "mmvet", "llava-bench", "mtbench", "amber")
 
@@ -42,21 +42,11 @@ def _need(path: Path | None, option: str, benchmark: str) -> Path:
 
 
 def _json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise VlprefError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+    return read_json(path, "file")
 
 
 def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise VlprefError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
-    return rows
+    return read_jsonl(path, "file")
 
 
 def score_pope(answers: Path, labels: list[Path]) -> dict:

@@ -39,3 +39,28 @@ def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> dict[str,
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"accuracy": (tp + tn) / n if n else 0.0, "precision": precision, "recall": recall, "f1": f1,
             "yes_ratio": (tp + fp) / n if n else 0.0, "n": n, "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+
+
+def pope_metrics_lmms_eval(texts: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """lmms-eval's POPE scoring (tasks/pope/utils.py), for numbers comparable with lmms-eval's tables.
+
+    No parser: the answer, lower-cased and stripped, must equal the label. Accuracy is the share of exact matches;
+    TP/FP/FN count only answers that are exactly 'yes' or 'no' (so 'Yes.' is wrong for accuracy and drops out of
+    precision and recall); every division is guarded. One deliberate fix: lmms-eval's yes-ratio counts the labels'
+    yeses (≈ 0.5 whatever the model says); here it is the share of answers that are exactly 'yes'.
+    `unmatched` counts the answers that are neither.
+    """
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} answers but {len(labels)} labels")
+    pairs = [(t.lower().strip(), gold.lower().strip()) for t, gold in zip(texts, labels, strict=True)]
+    tp = sum(p == "yes" and gold == "yes" for p, gold in pairs)
+    fp = sum(p == "yes" and gold == "no" for p, gold in pairs)
+    tn = sum(p == "no" and gold == "no" for p, gold in pairs)
+    fn = sum(p == "no" and gold == "yes" for p, gold in pairs)
+    n = len(pairs)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"accuracy": sum(p == gold for p, gold in pairs) / n if n else 0.0, "precision": precision,
+            "recall": recall, "f1": f1, "yes_ratio": sum(p == "yes" for p, _ in pairs) / n if n else 0.0, "n": n,
+            "tp": tp, "fp": fp, "tn": tn, "fn": fn, "unmatched": sum(p not in ("yes", "no") for p, _ in pairs)}

@@ -18,37 +18,15 @@ batch, so a killed precompute resumes where it stopped, and several processes ca
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from vlpref.journal import Journal, content_key
+from vlpref.models.fingerprint import model_fingerprint  # noqa: F401 (the docstring example uses it)
 from vlpref.models.vlm import VLM
 from vlpref.training.data import Example
-
-
-def model_fingerprint(path: str, revision: str | None, dtype: str) -> str:
-    """A hash of the model folder: every config, tokenizer and template file whole; each weight file whole up to
-    256 MiB, above that its header (names, shapes, offsets) and 64 samples of 1 MiB spread through it (reading 15 GB
-    to key a cache would cost more than the forward passes it saves; a merged LoRA changes every layer, so spread
-    samples see it). Plus the path, revision and dtype. A hub id without a local folder is keyed by id + revision."""
-    folder = Path(path)
-    h = hashlib.sha256(json.dumps([str(path), revision, dtype]).encode())
-    if folder.is_dir():
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            size = file.stat().st_size
-            h.update(f"{file.relative_to(folder)}:{size}".encode())
-            with file.open("rb") as f:
-                if size <= 256 << 20:
-                    h.update(f.read())
-                    continue
-                h.update(f.read(1 << 20))  # safetensors: the header comes first
-                for i in range(64):
-                    f.seek(size * i // 64)
-                    h.update(f.read(1 << 20))
-    return h.hexdigest()[:16]
 
 
 def _image_digest(root: Path, paths: list[str] | None) -> list[str] | None:

@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from vlpref.errors import VlprefError
+from vlpref.models.fingerprint import model_fingerprint
 from vlpref.models.vlm import VLM
 from vlpref.training import checkpoint
 from vlpref.training.config import TrainConfig
@@ -52,7 +53,7 @@ from vlpref.training.data import Example, load_examples
 from vlpref.training.forward import allow_checkpointing, score_examples
 from vlpref.training.objectives import TERMS, negative_image, objective_loss, score_terms
 from vlpref.training.params import param_groups, setup_trainable
-from vlpref.training.reference import ReferenceCache, model_fingerprint
+from vlpref.training.reference import ReferenceCache
 from vlpref.world.models import WORLD_PREFIX, model_path, world_model_names
 
 # peft asks transformers a deprecated question on every LoRA wrap; the answer is right, the warning is noise
