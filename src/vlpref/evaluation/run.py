@@ -252,34 +252,29 @@ class Session:
         the client's retries is journalled as failed and, once all have been tried, the run stops naming them."""
         judge_id = self.config.judge.judge_id()
         keys = [content_key("judge", judge_id, r.messages, r.decoding.model_dump()) for r in requests]
-        texts: list[str | None] = [None] * len(requests)
-        pending = []
+        first: dict[str, int] = {}  # identical requests (same answer to the same question) are sent once
         for i, key in enumerate(keys):
-            done = self.journal.get(key)
-            if done is None:
-                pending.append(i)
-            else:
-                texts[i] = done
-        self.counts["judge_cached"] += len(requests) - len(pending)
+            first.setdefault(key, i)
+        pending = [i for key, i in first.items() if self.journal.get(key) is None]
+        self.counts["judge_cached"] += len(first) - len(pending)
         failed: list[tuple[str, str]] = []
 
         def on_done(j: int, result) -> None:
             i = pending[j]
             if isinstance(result, Completion):
                 self.journal.put(keys[i], result.text)
-                texts[i] = result.text
                 self.counts["judge_calls"] += 1
             else:
                 self.journal.fail(keys[i], result.reason)
                 failed.append((requests[i].id, result.reason))
 
         if pending:
-            self.log(f"judging {len(pending)} ({len(requests) - len(pending)} from the journal) with {judge_id}")
+            self.log(f"judging {len(pending)} ({len(first) - len(pending)} from the journal) with {judge_id}")
             self._judge_complete()([requests[i].messages for i in pending], [requests[i].decoding for i in pending],
                                    None, on_done)
         report_failures(self.out, failed, "judge calls", "request",
                         "the answers and the other judge replies are journalled; ")
-        return texts  # type: ignore[return-value]
+        return [self.journal.get(key) for key in keys]
 
     def judge_prompt_file(self) -> Path | None:
         prompt = self.config.judge.prompt if self.config.judge else None
