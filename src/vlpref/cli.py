@@ -450,8 +450,8 @@ app.add_typer(eval_app, name="eval")
 @eval_app.callback(invoke_without_command=True)
 def eval_run(
     ctx: typer.Context,
-    benchmark: Annotated[str | None, typer.Option(help="pope, mme, mmhal, mmvet, llava-bench, mtbench, amber or "
-                                                       "world")] = None,
+    benchmark: Annotated[str | None, typer.Option(help="pope, mme, chair, mmhal, mmvet, llava-bench, mtbench, "
+                                                       "amber or world")] = None,
     model: Annotated[str | None, typer.Option(help="hub id, path or world:<name>")] = None,
     data: Annotated[Path | None, typer.Option(help="your local copy of the benchmark's official files")] = None,
     out: Annotated[Path | None, typer.Option(help="run folder: results, answers, judge outputs, the journal")]
@@ -512,13 +512,14 @@ def eval_run(
 
 @eval_app.command("score")
 def eval_score(
-    benchmark: Annotated[str, typer.Option(help="mme, pope, mmhal, mmvet, llava-bench, mtbench or amber")],
+    benchmark: Annotated[str, typer.Option(help="mme, pope, chair, mmhal, mmvet, llava-bench, mtbench or amber")],
     out: Annotated[Path, typer.Option(help="where results.json and results.md go")],
     answers: Annotated[Path | None, typer.Option(help="the model's answers in the official layout")] = None,
     judge: Annotated[Path | None, typer.Option(help="the judge's outputs (mmhal, mmvet, llava-bench, mtbench)")]
     = None,
     labels: Annotated[list[Path] | None, typer.Option(help="pope: a question file per split (repeat)")] = None,
-    metadata: Annotated[Path | None, typer.Option(help="mmvet: mm-vet.json; amber: the annotations")] = None,
+    metadata: Annotated[Path | None, typer.Option(help="mmvet: mm-vet.json; amber: the annotations; chair: the "
+                                                       "COCO annotations folder")] = None,
 ):
     """Score answers (and judge outputs) produced by any tool, exactly as the official scripts do."""
     from vlpref.evaluation.report import write_run

@@ -181,6 +181,18 @@ def test_mme_by_hand_and_rescored(tmp_path, scripted):
     written = (tmp_path / "out" / "answers" / "existence.txt").read_text().splitlines()
     assert written[1] == "e1.jpg\tIs there a cat in the image?  Please answer yes or no.\tNo\tno there is none"
     assert score("mme", answers=tmp_path / "out" / "answers")["subtasks"] == results["subtasks"]
+    assert (tmp_path / "out" / "categories.png").stat().st_size > 1000  # score per subtask
+
+
+def test_category_breakdowns():
+    from vlpref.evaluation.report import categories
+
+    assert categories({"benchmark": "mme", "subtasks": {"existence": {"score": 125.0}, "count": {"score": 50}}}) == (
+        "mme: score per subtasks", {"existence": 125.0, "count": 50.0})
+    assert categories({"benchmark": "llava-bench", "all": {"relative": 80.0}, "llava_bench_conv": {"relative": 70},
+                       "model": "m"}) == ("llava-bench: relative per category", {"all": 80.0, "llava_bench_conv": 70.0})
+    assert categories({"benchmark": "mmhal", "per_type": {"attribute": 3.5}})[1] == {"attribute": 3.5}
+    assert categories({"benchmark": "world", "chair_i": 0.1}) is None
 
 
 def test_mme_malformed_question_file_is_named(tmp_path, scripted):

@@ -1,6 +1,7 @@
 """Evaluation reports: one run's JSON, markdown and plot; several runs side by side with deltas.
 
     vlpref eval world --model runs/seva/model --out runs/eval/seva          # results.json, results.md, results.png
+    # benchmarks with categories (MME subtasks, MMHal question types, ...) also get categories.png
     vlpref eval compare runs/eval/base runs/eval/seva --out runs/eval/cmp   # compare.md, compare.png, deltas vs base
 
 A run folder holds `results.json`: {"benchmark": ..., "model": ..., <metric>: <number or nested numbers>}. Nested
@@ -16,6 +17,31 @@ from vlpref.errors import VlprefError
 
 # Metrics where lower is better, for the arrows in the reports.
 LOWER_IS_BETTER = ("chair", "hallucination", "hallucination_rate")
+
+# Each benchmark's per-category breakdown, plotted as OUT/categories.png: (where the categories are in the results,
+# the metric plotted per category). None for the metric: the categories map straight to numbers.
+CATEGORIES = {
+    "pope": ("splits", "f1"),
+    "mme": ("subtasks", "score"),
+    "mmhal": ("per_type", None),
+    "mmvet": ("per_capability", None),
+    "llava-bench": ("", "relative"),
+    "mtbench": ("ours_per_category", None),
+    "amber": ("discriminative", "f1"),
+}
+
+
+def categories(results: dict) -> tuple[str, dict[str, float]] | None:
+    """(label, {category: value}) of a run's per-category breakdown, or None when its benchmark has none."""
+    where = CATEGORIES.get(results.get("benchmark"))
+    if where is None:
+        return None
+    group, metric = where
+    found = results.get(group, {}) if group else results
+    values = {name: (v if metric is None else v.get(metric)) for name, v in found.items()
+              if metric is None or isinstance(v, dict)}
+    values = {name: float(v) for name, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return (f"{results['benchmark']}: {metric or 'score'} per {group or 'category'}", values) if values else None
 
 
 def flatten(results: dict, prefix: str = "") -> dict[str, object]:
@@ -49,6 +75,10 @@ def write_run(results: dict, out: Path, title: str) -> None:
     unit = {k: v for k, v in numbers.items() if 0.0 <= v <= 1.0}
     if unit:
         _bars({title: unit}, out / "results.png", title)
+    breakdown = categories(results)
+    if breakdown:
+        label, values = breakdown
+        _bars({label: values}, out / "categories.png", label, ylim=None)
 
 
 def load_run(folder: Path) -> dict:
@@ -87,7 +117,7 @@ def compare(folders: list[Path], out: Path) -> str:
     return text
 
 
-def _bars(series: dict[str, dict[str, float]], path: Path, title: str) -> None:
+def _bars(series: dict[str, dict[str, float]], path: Path, title: str, ylim: tuple | None = (0, 1)) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -100,7 +130,8 @@ def _bars(series: dict[str, dict[str, float]], path: Path, title: str) -> None:
         ax.bar([j + i * width for j in range(len(metrics))], [values[m] for m in metrics], width, label=name)
     ax.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(metrics))], metrics, rotation=40,
                   ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
+    if ylim:
+        ax.set_ylim(*ylim)
     ax.set_title(title)
     if len(series) > 1:
         ax.legend(fontsize=8)

@@ -39,7 +39,7 @@ from vlpref.errors import VlprefError
 from vlpref.journal import Journal, clear_failures, content_key, report_failures
 from vlpref.models.remote import Completion, RemoteEndpoint, check_backend
 
-BENCHMARKS = ("pope", "mme", "mmhal", "mmvet", "llava-bench", "mtbench", "amber", "world")
+BENCHMARKS = ("pope", "mme", "chair", "mmhal", "mmvet", "llava-bench", "mtbench", "amber", "world")
 JUDGED = ("mmhal", "mmvet", "llava-bench", "mtbench")
 
 
@@ -82,6 +82,11 @@ class EvalConfig(StrictModel):
     limit: int | None = Field(default=None, ge=1, description="only the first N questions (a smoke run; the "
                               "numbers are then not comparable with published ones)")
     judge: JudgeSettings | None = Field(default=None, description=f"needed by {', '.join(JUDGED)}")
+    chair_images: int = Field(default=500, ge=1, description="chair: images drawn from val2014")
+    chair_seed: int = Field(default=0, description="chair: the seed of that draw")
+    chair_image_ids: str | None = Field(default=None, description="chair: a file of image ids to use instead")
+    chair_variants: list[Literal["lemmatize", "singularize"]] = Field(
+        default=["lemmatize", "singularize"], description="chair: OPERA's lemmatize and the original singularize")
     world_images: int = Field(default=300, ge=1, description="world: scenes in the eval split when it is built")
     steer: str | None = Field(default=None, description="world, SteerLM models: the attribute values to ask for, "
                               "e.g. 'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")

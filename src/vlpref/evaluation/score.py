@@ -15,6 +15,9 @@ numbers the official scripts would print (the scoring rules and their tests live
 - `llava-bench`: --judge, the review JSONL;
 - `mtbench`: --judge, FastChat's judgment JSONL (`gpt-4_single.jsonl`);
 - `amber` (discriminative): --answers, the response JSON (`[{"id", "response"}]`); --metadata, the annotations.
+- `chair`: --answers, captions as JSON lines or a JSON list of `{"image_id", "caption"}` (the standalone scorer's
+  input); --metadata, the folder with COCO 2014's instances_* and captions_* files. Each variant whose tools are
+  installed is scored (NLTK for lemmatize; NLTK and pattern for singularize); the others are listed with the reason.
 
 Writes OUT/results.json and OUT/results.md. Answers that do not match the question set (missing or unknown ids,
 a different count) are errors naming the file and the ids; unparseable answers and judge outputs are counted in the
@@ -30,7 +33,7 @@ from pathlib import Path
 from vlpref.errors import VlprefError
 from vlpref.evaluation.run import read_json, read_jsonl
 
-BENCHMARKS = ("mme", "pope", "mmhal", "mmvet", "llava-bench", "mtbench", "amber")
+BENCHMARKS = ("mme", "pope", "chair", "mmhal", "mmvet", "llava-bench", "mtbench", "amber")
 
 
 def _need(path: Path | None, option: str, benchmark: str) -> Path:
@@ -76,6 +79,41 @@ def score_pope(answers: Path, labels: list[Path]) -> dict:
     return results
 
 
+def score_chair(answers: Path, annotations: Path) -> dict:
+    """CHAIR of given captions against COCO's annotation files, in every variant whose tools are installed."""
+    from vlpref.evaluation.chair import ANNOTATIONS
+    from vlpref.numerics import coco_chair
+
+    text = answers.read_text(encoding="utf-8").lstrip()
+    rows = _json(answers) if text.startswith("[") else _jsonl(answers)
+    captions = []
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("image_id"), int) or not isinstance(
+                row.get("caption"), str):
+            raise VlprefError(f"{answers}, record {number}: needs an integer `image_id` and a string `caption`")
+        captions.append((row["image_id"], row["caption"]))
+    folder = annotations / "annotations" if (annotations / "annotations").is_dir() else annotations
+    missing = [name for name in ANNOTATIONS if not (folder / name).is_file()]
+    if missing:
+        raise VlprefError(f"chair: {folder} lacks {', '.join(missing)} (COCO's annotations_trainval2014.zip)")
+    results: dict = {"images": len(captions), "skipped": {}}
+    data = None
+    for variant in coco_chair.VARIANTS:
+        try:
+            words = coco_chair.nltk_tools(variant)
+        except RuntimeError as error:
+            results["skipped"][variant] = str(error)
+            continue
+        data = data or {name: _json(folder / name) for name in ANNOTATIONS}
+        truth = words.truth([data[n] for n in ANNOTATIONS[:2]], [data[n] for n in ANNOTATIONS[2:]],
+                            [i for i, _ in captions])
+        results[variant] = coco_chair.coco_chair(words, captions, truth)
+        results[variant].pop("hallucinated")
+    if all(v in results["skipped"] for v in coco_chair.VARIANTS):
+        raise VlprefError("chair: no variant can run: " + "; ".join(results["skipped"].values()))
+    return results
+
+
 def score(benchmark: str, answers: Path | None = None, judge: Path | None = None, labels: list[Path] | None = None,
           metadata: Path | None = None) -> dict:
     """The official scores of `benchmark` from the given files (see the module docstring for which it needs)."""
@@ -91,6 +129,7 @@ def score(benchmark: str, answers: Path | None = None, judge: Path | None = None
                                              mmvet.read_mmvet_grades(_need(judge, "--judge", benchmark))),
         "llava-bench": lambda: llava_bench.summarize(_jsonl(_need(judge, "--judge", benchmark))),
         "mtbench": lambda: mtbench.mtbench_scores(_jsonl(_need(judge, "--judge", benchmark))),
+        "chair": lambda: score_chair(_need(answers, "--answers", benchmark), _need(metadata, "--metadata", benchmark)),
         "amber": lambda: amber.amber_discriminative(_json(_need(answers, "--answers", benchmark)),
                                                     _json(_need(metadata, "--metadata", benchmark))),
     }
