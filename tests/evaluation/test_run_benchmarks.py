@@ -205,8 +205,7 @@ def test_mme_malformed_question_file_is_named(tmp_path, scripted):
 
 # -- AMBER (discriminative) ---------------------------------------------------------------------------------------
 
-def test_amber_discriminative_by_hand(tmp_path, scripted):
-    root = tmp_path / "AMBER"
+def amber_data(root):
     annotations = [{"type": "generative", "truth": ["dog"], "hallu": ["cat"]},
                    {"type": "discriminative-hallucination", "truth": "yes"},
                    {"type": "discriminative-hallucination", "truth": "no"},
@@ -220,11 +219,26 @@ def test_amber_discriminative_by_hand(tmp_path, scripted):
                {"id": 4, "image": "AMBER_1.jpg", "query": "Is the dog running in this image?"},
                {"id": 5, "image": "AMBER_1.jpg", "query": "Is the dog on the grass in this image?"}]
     (root / "data" / "query" / "query_all.json").write_text(json.dumps(queries))
+    (root / "data" / "relation.json").write_text(json.dumps({"dog": ["puppy"], "cat": ["kitten"], "grass": []}))
+    (root / "data" / "safe_words.txt").write_text("grass\n")
     png(root / "image" / "AMBER_1.jpg")
-    answers = {"dog": "Yes, there is.", "cat": "no", "running": "Maybe.", "grass": "No."}
-    model = scripted(lambda p: answers[re.search(r"(dog in|cat|running|grass)", p).group(1).split()[0]])
-    results = evaluate(EvalConfig(benchmark="amber", data=str(root)), tmp_path / "out", log=lambda *_: None)
-    assert len(model.asked) == 4  # the generative query is not asked
+
+
+AMBER_ANSWERS = {"Describe": "A puppy and a kitten under the sky on grass.", "dog in": "Yes, there is.", "cat": "no",
+                 "running": "Maybe.", "grass": "No."}
+
+
+def amber_rule(prompt):
+    return AMBER_ANSWERS[re.search(r"(Describe|dog in|cat|running|grass)", prompt).group(1)]
+
+
+def test_amber_discriminative_by_hand(tmp_path, scripted):
+    amber_data(tmp_path / "AMBER")
+    model = scripted(amber_rule)
+    root = tmp_path / "AMBER"
+    results = evaluate(EvalConfig(benchmark="amber", data=str(root), amber_tasks=["discriminative"]),
+                       tmp_path / "out", log=lambda *_: None)
+    assert len(model.asked) == 4 and "generative" not in results  # the generative query is not asked
     # normalised: Yes (truth yes, right), No (truth no, right), 'Maybe.' (unparsed, wrong), No (truth yes, wrong)
     overall = results["discriminative"]["overall"]
     assert overall["n"] == 4 and overall["unparsed"] == 1
@@ -234,6 +248,43 @@ def test_amber_discriminative_by_hand(tmp_path, scripted):
     assert json.loads((tmp_path / "out" / "answers.json").read_text())[0] == {"id": 2, "response": "Yes"}
     rescored = score("amber", answers=tmp_path / "out" / "answers.json", metadata=root / "data" / "annotations.json")
     assert rescored == results["discriminative"]
+
+
+def test_amber_generative_and_score_by_hand(tmp_path, scripted, monkeypatch):
+    from vlpref.evaluation import amber
+
+    amber_data(tmp_path / "AMBER")
+    model = scripted(amber_rule)
+    # stands in for NLTK's NN* tagging + lemmatizing: every word, lower-cased, without punctuation
+    monkeypatch.setattr(amber, "nltk_nouns", lambda: lambda text: re.findall(r"[a-z]+", text.lower()))
+    monkeypatch.setattr(amber, "spacy_similar", lambda: (None, "exact match only"))
+    results = evaluate(EvalConfig(benchmark="amber", data=str(tmp_path / "AMBER")), tmp_path / "out",
+                       log=lambda *_: None)
+    assert model.asked[-1] == "Describe this image."  # no short-answer instruction for a description
+    # kept nouns (in relation.json): puppy (covers dog), kitten (hallucinated; covers cat), grass (a safe word):
+    # CHAIR 1/3.001, Cover 1/1.001, Hal 100 - 0, Cog 1/1.001 (counters start at 0.001)
+    gen = results["generative"]
+    assert (gen["chair"], gen["cover"], gen["hal"], gen["cog"]) == (33.3, 99.9, 100.0, 99.9)
+    assert gen["similarity"] == "exact match only"
+    # discriminative F1: P = R = 50.0 -> F1 = 2·.5·.5/(1.0001)·100 = 50.0; AMBER score (100 - 33.3 + 50.0) / 2
+    assert results["amber_score"] == pytest.approx((100 - 33.3 + 50.0) / 2)
+    raw = json.loads((tmp_path / "out" / "answers_raw.json").read_text())
+    assert [r["id"] for r in raw] == [2, 3, 4, 5, 1]
+
+
+def test_amber_generative_names_missing_nltk(tmp_path, scripted, monkeypatch):
+    from vlpref.evaluation import amber
+
+    amber_data(tmp_path / "AMBER")
+    scripted(amber_rule)
+
+    def missing():
+        raise RuntimeError("AMBER's generative task needs NLTK: pip install nltk")
+
+    monkeypatch.setattr(amber, "nltk_nouns", missing)
+    with pytest.raises(VlprefError, match="needs NLTK: pip install nltk. The answers are journalled"):
+        evaluate(EvalConfig(benchmark="amber", data=str(tmp_path / "AMBER"), amber_tasks=["generative"]),
+                 tmp_path / "out", log=lambda *_: None)
 
 
 # -- MMHal-Bench (judged) -----------------------------------------------------------------------------------------

@@ -1,24 +1,30 @@
-"""AMBER's discriminative task (Wang et al. 2023) from the official repository's data folder (benchmarks.md §7).
+"""AMBER (Wang et al. 2023), both tasks, from the official repository's data folder (benchmarks.md §7).
 
     vlpref eval --benchmark amber --model llava-hf/llava-1.5-7b-hf --data AMBER --images AMBER/image \\
         --out runs/eval/amber
 
-DATA is the AMBER repository (or its `data/` folder): `data/annotations.json` (a list indexed by id - 1) and
-`data/query/query_discriminative.json` (else `query_all.json`, whose generative items are left out): lists of
-{id, image, query}. Images are read from --images, else DATA/image, else DATA/images.
+DATA is the AMBER repository (or its `data/` folder): `data/annotations.json` (a list indexed by id - 1),
+`data/query/query_all.json` (else query_discriminative.json / query_generative.json): lists of {id, image, query};
+for the generative task also `data/relation.json` and `data/safe_words.txt`. Images are read from --images, else
+DATA/image, else DATA/images. `amber_tasks` picks the tasks (both by default).
 
-Prompt: the query as given (`official`: "Is there a cloud in this image?"), or with LLaVA's short-answer
-instruction "\\nAnswer the question using a single word or phrase." (`llava`, `lmms-eval`). Greedy, at most 128 new
-tokens. The official scorer compares the response with exactly "Yes" / "No", so each answer is normalised first:
-its first word, stripped of punctuation and capitalised, when that is yes or no; any other answer is kept as it is
-and counted in `unparsed` (scored wrong, as officially). Both files are written: OUT/answers_raw.json (the model's
-text) and OUT/answers.json (normalised, the official response layout [{id, response}]), which `vlpref eval score
---benchmark amber --answers OUT/answers.json --metadata data/annotations.json` reads.
+Discriminative ("Is there a cloud in this image?"): the query as given (`official`), or with LLaVA's short-answer
+instruction "\\nAnswer the question using a single word or phrase." (`llava`, `lmms-eval`). Greedy, at most 128
+new tokens. The official scorer compares the response with exactly "Yes" / "No", so each answer is normalised
+first: its first word, stripped of punctuation and capitalised, when that is yes or no; any other answer is kept as
+it is and counted in `unparsed` (scored wrong, as officially). Accuracy, precision, recall and F1 (positive class
+"No", ×100) overall, per dimension (existence, attribute, relation) and per attribute type.
 
-Results (`vlpref.numerics.amber`): accuracy, precision, recall and F1 (positive class "No", ×100) overall, per
-dimension (existence, attribute, relation) and per attribute type. The generative task (CHAIR / Cover / Hal / Cog)
-needs NLTK's tagger and lemmatizer and spaCy's en_core_web_lg, which this command does not run; score its responses
-with the official inference.py, then combine with `vlpref.numerics.amber.amber_score`.
+Generative ("Describe this image."): the query as given, greedy, at most 512 new tokens. Nouns are extracted as the
+official inference.py does (NLTK tokens tagged NN*, WordNet-lemmatized; NLTK and its punkt_tab, tagger and wordnet
+data must be installed) and matched against the annotation with spaCy `en_core_web_lg` similarity > 0.8 when that
+model is installed; without it only exact matches count (CHAIR and Hal come out higher, Cover and Cog lower than
+the official numbers), and `similarity` in the results says which ran. CHAIR, Cover, Hal, Cog (×100), and the
+AMBER score (100 − CHAIR + F1) / 2 when both tasks ran.
+
+Files: OUT/answers_raw.json (the model's text) and OUT/answers.json (discriminative answers normalised; the
+official response layout [{id, response}], which the official inference.py and `vlpref eval score --benchmark
+amber --answers OUT/answers.json --metadata data/annotations.json` read).
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ import re
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
 from vlpref.evaluation.run import Question, Session, greedy, read_json
-from vlpref.numerics.amber import amber_discriminative
+from vlpref.numerics.amber import amber_discriminative, amber_generative, amber_score
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
-MAX_NEW_TOKENS = 128
+MAX_NEW_TOKENS = {"discriminative": 128, "generative": 512}
+SIMILARITY = 0.8  # the official --similarity_score
 
 
 def normalise(text: str) -> str:
@@ -42,14 +49,45 @@ def normalise(text: str) -> str:
     return first.capitalize() if first in ("yes", "no") else text
 
 
-def run(session: Session) -> dict:
-    config = session.config
-    data = session.data() / "data" if (session.data() / "data").is_dir() else session.data()
-    annotations = read_json(data / "annotations.json", "amber annotations")
-    query_file = next((data / "query" / name for name in ("query_discriminative.json", "query_all.json")
-                       if (data / "query" / name).is_file()), None)
+def nltk_nouns():
+    """The official noun extraction (NLTK tokens tagged NN*, WordNet-lemmatized); RuntimeError naming what to
+    install when NLTK or its data is missing."""
+    try:
+        import nltk
+        from nltk.stem import WordNetLemmatizer
+    except ImportError:
+        raise RuntimeError("AMBER's generative task needs NLTK: pip install nltk") from None
+    for resource in ("tokenizers/punkt_tab", "taggers/averaged_perceptron_tagger_eng", "corpora/wordnet"):
+        try:
+            nltk.data.find(resource)
+        except LookupError:
+            name = resource.rsplit("/", 1)[-1]
+            raise RuntimeError(f"AMBER's generative task needs NLTK data {name!r}: python -m nltk.downloader {name}"
+                               ) from None
+    lemmatizer = WordNetLemmatizer()
+    return lambda text: [lemmatizer.lemmatize(w) for w, tag in nltk.pos_tag(nltk.word_tokenize(text))
+                         if tag.startswith("NN")]
+
+
+def spacy_similar():
+    """(similar(noun, word), label): spaCy en_core_web_lg similarity > 0.8, as officially; else exact matches only."""
+    try:
+        import spacy
+
+        nlp = spacy.load("en_core_web_lg")
+    except (ImportError, OSError):
+        return None, "exact match only (spaCy en_core_web_lg is not installed)"
+    return (lambda a, b: nlp(a).similarity(nlp(b)) > SIMILARITY), f"spaCy en_core_web_lg > {SIMILARITY}"
+
+
+def _queries(session: Session, data, annotations) -> tuple[list[dict], str]:
+    names = ("query_all.json",) if len(session.config.amber_tasks) == 2 else ()
+    names += ("query_discriminative.json",) if "discriminative" in session.config.amber_tasks else ()
+    names += ("query_generative.json",) if "generative" in session.config.amber_tasks else ()
+    query_file = next((data / "query" / n for n in names + ("query_all.json",) if (data / "query" / n).is_file()),
+                      None)
     if query_file is None:
-        raise VlprefError(f"amber: no query/query_discriminative.json or query/query_all.json in {data}")
+        raise VlprefError(f"amber: none of {', '.join(names)} in {data / 'query'}")
     queries = read_json(query_file, "amber query file")
     for i, q in enumerate(queries):
         missing = [k for k in ("id", "image", "query") if k not in q]
@@ -58,21 +96,63 @@ def run(session: Session) -> dict:
         if not isinstance(q["id"], int) or not 1 <= q["id"] <= len(annotations):
             raise VlprefError(f"amber: {query_file}, item {i}: id {q['id']!r} is not in annotations.json "
                               f"(1..{len(annotations)})")
-    queries = session.limited([q for q in queries if annotations[q["id"] - 1].get("type") != "generative"])
+    return queries, str(query_file)
+
+
+def run(session: Session) -> dict:
+    config = session.config
+    data = session.data() / "data" if (session.data() / "data").is_dir() else session.data()
+    annotations = read_json(data / "annotations.json", "amber annotations")
+    queries, source = _queries(session, data, annotations)
     images = session.images_root("image")
     if images == session.data() and (session.data() / "images").is_dir():
         images = session.data() / "images"
 
-    questions = [Question(f"amber:{q['id']}", [Turn(role="user", text="<image>\n" + (
-        q["query"] if config.style == "official" else q["query"] + SUFFIX))], [images / q["image"]],
-        greedy(session.max_new_tokens(MAX_NEW_TOKENS)), source=str(query_file)) for q in queries]
-    answers = session.answers(questions)
-    raw = [{"id": q["id"], "response": a} for q, a in zip(queries, answers, strict=True)]
-    normalised = [{"id": r["id"], "response": normalise(r["response"])} for r in raw]
-    (session.out / "answers_raw.json").write_text(json.dumps(raw, indent=1, ensure_ascii=False), encoding="utf-8")
-    (session.out / "answers.json").write_text(json.dumps(normalised, indent=1, ensure_ascii=False), encoding="utf-8")
+    def task(q: dict) -> str:
+        return "generative" if annotations[q["id"] - 1].get("type") == "generative" else "discriminative"
+
+    results: dict = {"style": config.style}
+    raw: list[dict] = []
+    for name in ("discriminative", "generative"):
+        chosen = session.limited([q for q in queries if task(q) == name]) if name in config.amber_tasks else []
+        if not chosen:
+            continue
+        suffix = SUFFIX if name == "discriminative" and config.style != "official" else ""
+        questions = [Question(f"amber:{q['id']}", [Turn(role="user", text="<image>\n" + q["query"] + suffix)],
+                              [images / q["image"]], greedy(session.max_new_tokens(MAX_NEW_TOKENS[name])),
+                              source=source) for q in chosen]
+        answers = [{"id": q["id"], "response": a} for q, a in zip(chosen, session.answers(questions), strict=True)]
+        raw += answers
+        (session.out / "answers_raw.json").write_text(json.dumps(raw, indent=1, ensure_ascii=False), "utf-8")
+        if name == "discriminative":
+            normalised = [{"id": r["id"], "response": normalise(r["response"])} for r in answers]
+            (session.out / "answers.json").write_text(json.dumps(normalised, indent=1, ensure_ascii=False), "utf-8")
+            try:
+                results[name] = amber_discriminative(normalised, annotations)
+            except ValueError as error:
+                raise VlprefError(f"amber: {error}") from None
+        else:
+            results[name] = _generative(session, data, annotations, answers)
+    if "discriminative" in results and "generative" in results:
+        results["amber_score"] = amber_score(results["generative"]["chair"], results["discriminative"]["overall"]["f1"])
+    return results
+
+
+def _generative(session: Session, data, annotations, answers: list[dict]) -> dict:
+    association = read_json(data / "relation.json", "amber relation.json")
+    safe_path = data / "safe_words.txt"
+    if not safe_path.is_file():
+        raise VlprefError(f"amber: {safe_path} does not exist")
+    safe_words = [line.split("\n")[0] for line in safe_path.read_text(encoding="utf-8").splitlines()]
     try:
-        results = amber_discriminative(normalised, annotations)
+        nouns = nltk_nouns()
+    except RuntimeError as error:
+        raise VlprefError(f"amber: {error}. The answers are journalled; run again once it is installed, or set "
+                          "amber_tasks: [discriminative]") from None
+    similar, label = spacy_similar()
+    try:
+        metrics = amber_generative({r["id"]: nouns(r["response"]) for r in answers}, annotations, association,
+                                   safe_words=safe_words, similar=similar)
     except ValueError as error:
         raise VlprefError(f"amber: {error}") from None
-    return {"discriminative": results, "style": config.style}
+    return {**metrics, "similarity": label}

@@ -87,6 +87,8 @@ class EvalConfig(StrictModel):
     chair_image_ids: str | None = Field(default=None, description="chair: a file of image ids to use instead")
     chair_variants: list[Literal["lemmatize", "singularize"]] = Field(
         default=["lemmatize", "singularize"], description="chair: OPERA's lemmatize and the original singularize")
+    amber_tasks: list[Literal["discriminative", "generative"]] = Field(
+        default=["discriminative", "generative"], description="amber: the tasks to run")
     world_images: int = Field(default=300, ge=1, description="world: scenes in the eval split when it is built")
     steer: str | None = Field(default=None, description="world, SteerLM models: the attribute values to ask for, "
                               "e.g. 'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")
