@@ -57,3 +57,19 @@ def test_persistent_errors_and_malformed_bodies_become_failures():
     with serve_in_thread(flaky_app(["garbage"])) as url:
         result = ask(url, retries=0)
     assert isinstance(result, Failure)
+
+
+def test_a_json_body_that_does_not_parse_is_a_failure_not_a_crash():
+    """Found by the fault suite: a 200 with content-type JSON and a broken body made the client raise
+    JSONDecodeError, which stopped the whole judge run instead of failing one item."""
+    from fastapi.responses import Response
+
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request):
+        return Response('{"id": "x", "choices": [', media_type="application/json")
+
+    with serve_in_thread(app) as url:
+        result = ask(url, retries=0)
+    assert isinstance(result, Failure) and result.reason.startswith("malformed response")

@@ -143,9 +143,12 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-def same_records(a: Path, b: Path, name: str = "records.jsonl") -> None:
-    """Byte-identical outputs, and no record id twice (nothing duplicated; equality then means nothing lost)."""
+def same_records(a: Path, b: Path, name: str = "records.jsonl", replace: tuple[str, str] | None = None) -> None:
+    """Byte-identical outputs, and no record id twice (nothing duplicated; equality then means nothing lost).
+    `replace`: (old, new) applied to `a`'s text first, e.g. an endpoint URL that differs by design."""
     left, right = (a / name).read_bytes(), (b / name).read_bytes()
+    if replace:
+        left = left.replace(replace[0].encode(), replace[1].encode())
     rows = [json.loads(line) for line in left.decode().splitlines() if line.strip()]
     ids = [row.get("id", row.get("candidate_id", row.get("question_id"))) for row in rows]  # whichever the file has
     FIGURES["records_checked"] += len(ids)

@@ -109,6 +109,8 @@ class RemoteChat:
                 return Failure(f"{type(error).__name__}: {error}")
             except openai.OpenAIError as error:
                 return Failure(f"{type(error).__name__}: {error}")
+            except ValueError as error:  # a 200 whose JSON body does not parse: the client raises, not returns
+                return Failure(f"malformed response: {type(error).__name__}: {error}")
         if not getattr(response, "choices", None):
             return Failure("malformed response: no choices")
         choice = response.choices[0]
