@@ -60,7 +60,11 @@ def describe_validation_error(model: type[BaseModel], error: ValidationError) ->
             valid = _fields_at(model, loc[:-1])
             near = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
             hint = f"; did you mean '{'.'.join([*map(str, loc[:-1]), near[0]])}'?" if near else ""
-            lines.append(f"unknown key '{where}'{hint}" + ("" if near else f" (valid keys: {', '.join(valid)})"))
+            # As written, even '' or a key with a line break in it (both found by the property tests), escaped so
+            # that the message stays one line per problem.
+            key = ".".join(str(p) for p in loc)
+            key = key if key.isprintable() else key.encode("unicode_escape").decode()
+            lines.append(f"unknown key '{key}'{hint}" + ("" if near else f" (valid keys: {', '.join(valid)})"))
         else:
             lines.append(f"{where}: {item['msg']}")
     return lines

@@ -138,7 +138,7 @@ def read_jsonl(path: Path, what: str) -> list[dict]:
     if not path.is_file():
         raise VlprefError(f"{what}: {path} does not exist")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
