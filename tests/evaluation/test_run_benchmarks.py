@@ -347,3 +347,13 @@ def test_judged_benchmark_needs_a_judge():
         EvalConfig(benchmark="mmhal", data="x")
     with pytest.raises(ValueError, match="data: pope reads its official files"):
         EvalConfig(benchmark="pope")
+
+
+def test_images_outside_the_data_and_images_folders_are_refused(tmp_path, scripted):
+    pope_data(tmp_path / "pope")
+    png(tmp_path / "secret.jpg")
+    jsonl(tmp_path / "pope" / "coco_pope_random.json",
+          [{"question_id": 1, "image": "../../secret.jpg", "text": "Is there a dog?", "label": "yes"}])
+    scripted(pope_rule)
+    with pytest.raises(VlprefError, match=r"question coco_pope_random:1: image .*secret.jpg is outside the data"):
+        evaluate(EvalConfig(benchmark="pope", data=str(tmp_path / "pope")), tmp_path / "o", log=lambda *_: None)

@@ -218,7 +218,15 @@ class Session:
         the moment its batch finishes, so only unanswered questions reach the model."""
         from vlpref.models.vlm import Chat
 
+        # Images are read only from inside the data folder or the images folder: a question file naming
+        # '../../somewhere' (a tampered download) is refused, as dataset records are (vlpref.data.images).
+        roots = [self.data().resolve()] + ([Path(self.config.images).expanduser().resolve()]
+                                           if self.config.images else [])
         for question in questions:
+            for path in question.images:
+                if not any(path.resolve().is_relative_to(root) for root in roots):
+                    raise VlprefError(f"{question.source}: question {question.id}: image {path} is outside the "
+                                      f"data folder{' and the images folder' if self.config.images else ''}")
             missing = [p for p in question.images if not p.is_file()]
             if missing:
                 raise VlprefError(f"{question.source}: question {question.id}: image file not found: {missing[0]}")

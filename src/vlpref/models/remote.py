@@ -104,13 +104,13 @@ class RemoteChat:
                 response = await client.chat.completions.create(
                     model=self.endpoint.model, messages=messages, **request_args(params), **extra)
             except openai.APIStatusError as error:
-                return Failure(f"HTTP {error.status_code}: {_message(error)}")
+                return Failure(redact(f"HTTP {error.status_code}: {_message(error)}", client.api_key))
             except (openai.APIConnectionError, openai.APITimeoutError) as error:
-                return Failure(f"{type(error).__name__}: {error}")
+                return Failure(redact(f"{type(error).__name__}: {error}", client.api_key))
             except openai.OpenAIError as error:
-                return Failure(f"{type(error).__name__}: {error}")
+                return Failure(redact(f"{type(error).__name__}: {error}", client.api_key))
             except ValueError as error:  # a 200 whose JSON body does not parse: the client raises, not returns
-                return Failure(f"malformed response: {type(error).__name__}: {error}")
+                return Failure(redact(f"malformed response: {type(error).__name__}: {error}", client.api_key))
         if not getattr(response, "choices", None):
             return Failure("malformed response: no choices")
         choice = response.choices[0]
@@ -147,6 +147,18 @@ class RemoteChat:
             return results
 
         return asyncio.run(main())
+
+
+def redact(text: str, key: str | None) -> str:
+    """`text` with the API key, and any 8 characters in a row of it, replaced by '***'. A failure reason is
+    journalled and written to failed.jsonl, and some servers echo the key they were sent ("Incorrect API key
+    provided: sk-...") whole or in part."""
+    if not key or key == "EMPTY":
+        return text
+    text = text.replace(key, "***")
+    for start in range(max(len(key) - 7, 0)):
+        text = text.replace(key[start : start + 8], "***")
+    return text
 
 
 def endpoint_complete(endpoint: RemoteEndpoint):
