@@ -22,6 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 VLPREF = [sys.executable, "-m", "vlpref"]
+# VLPREF_LONG_SUITE=1: the long variant (twice the kill points, ten times the property cases); opt-in, not in CI.
+LONG = os.environ.get("VLPREF_LONG_SUITE") == "1"
 TAG = re.compile(r"#([0-9a-f]{10})")
 
 # Totals over the session, written to runs/reliability/figures.json by conftest.py for docs/reliability.md.

@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests.reliability.harness import (
     FIGURES,
+    LONG,
     VLPREF,
     ScriptedEndpoint,
     journal_rows,
@@ -33,6 +34,7 @@ RNG = random.Random(20261122)  # the kill points of the whole module, drawn in t
 def points(first: int, last: int, n: int) -> list[int]:
     """n increasing kill points in [first, last], one drawn from each of n equal stretches (so each rerun has
     work left before its point)."""
+    n = 2 * n if LONG else n
     width = (last - first) / n
     return [int(first + width * k + RNG.random() * width * 0.8) for k in range(n)]
 
@@ -181,4 +183,4 @@ def test_eval_judged(tmp_path):
 @pytest.fixture(autouse=True, scope="module")
 def _twenty_points():
     yield
-    FIGURES["kill_points_drawn"] = 20  # 4 + 5 + 3 + 3 + 3 + 2, as drawn above
+    FIGURES["kill_points_drawn"] = 40 if LONG else 20  # 4 + 5 + 3 + 3 + 3 + 2 (each doubled), as drawn above

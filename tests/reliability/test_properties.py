@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.reliability.harness import FIGURES
+from tests.reliability.harness import FIGURES, LONG
 from vlpref.annotations.judge import JudgeConfig
 from vlpref.annotations.rubric import load_rubric, parse_json_ratings, parse_ratings
 from vlpref.candidates.sample import SampleConfig
@@ -30,7 +30,7 @@ from vlpref.numerics.mtbench import judge_rating
 from vlpref.numerics.pope import pope_answer, pope_metrics_lmms_eval
 from vlpref.training.config import TrainConfig
 
-CASES = settings(max_examples=1000, deadline=None, derandomize=True,
+CASES = settings(max_examples=10_000 if LONG else 1000, deadline=None, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                         HealthCheck.data_too_large])
 
