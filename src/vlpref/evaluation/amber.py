@@ -122,6 +122,10 @@ def run(session: Session) -> dict:
                               [images / q["image"]], greedy(session.max_new_tokens(MAX_NEW_TOKENS[name])),
                               source=source) for q in chosen]
         answers = [{"id": q["id"], "response": a} for q, a in zip(chosen, session.answers(questions), strict=True)]
+        for q in chosen:
+            truth = annotations[q["id"] - 1].get("truth")
+            session.detail(f"amber:{q['id']}", task=name, reference=truth if isinstance(truth, str) else
+                           ", ".join(truth or []))
         raw += answers
         (session.out / "answers_raw.json").write_text(json.dumps(raw, indent=1, ensure_ascii=False), "utf-8")
         if name == "discriminative":

@@ -108,8 +108,10 @@ def run(session: Session) -> dict:
                               "leave the variant out of chair_variants") from None
         truth = _truth(session, annotations, ids, variant, words)
         scores = coco_chair.coco_chair(words, captions, truth)
+        hallucinated = scores.pop("hallucinated")
         write_jsonl(session.out / f"chair_{variant}.jsonl",
-                    [{"image_id": i, "hallucinated": h} for (i, _), h in zip(captions, scores.pop("hallucinated"),
-                                                                            strict=True)])
+                    [{"image_id": i, "hallucinated": h} for (i, _), h in zip(captions, hallucinated, strict=True)])
         results[variant] = scores
+        for (image_id, _), found in zip(captions, hallucinated, strict=True):
+            session.detail(f"chair:{image_id}", **{f"hallucinated ({variant})": ", ".join(found) or "none"})
     return results

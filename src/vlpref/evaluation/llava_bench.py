@@ -116,8 +116,10 @@ def run(session: Session) -> dict:
         raise VlprefError(f"llava-bench: {error} (questions.jsonl, context.jsonl and answers_gpt4.jsonl in {data}, "
                           f"answers in {session.out / 'answers.jsonl'})") from None
     judge_decoding = DecodingParams(temperature=JUDGE_TEMPERATURE, max_new_tokens=JUDGE_MAX_TOKENS)
-    replies = session.judge([JudgeRequest(f"question {r['question_id']}", r["messages"], judge_decoding)
-                             for r in requests])
+    replies = session.judge([JudgeRequest(f"question {r['question_id']}", r["messages"], judge_decoding,
+                                          item=str(r["question_id"])) for r in requests])
+    for q, ref in zip(questions, references, strict=True):
+        session.detail(str(q["question_id"]), category=q.get("category"), reference=ref.get("text"))
     reviews = [review_record(request, reply) for request, reply in zip(requests, replies, strict=True)]
     write_jsonl(session.out / "reviews.jsonl", reviews)
 

@@ -25,7 +25,7 @@ import re
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
 from vlpref.evaluation.run import Question, Session, greedy
-from vlpref.numerics.mme import SUBTASKS, score_mme_results
+from vlpref.numerics.mme import SUBTASKS, mme_answer, score_mme_results
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 # Some questions have two spaces before "Please" (benchmarks.md §2.1); both forms are replaced.
@@ -76,6 +76,9 @@ def run(session: Session) -> dict:
                                           [Turn(role="user", text="<image>\n" + prompt_text(question, config.style))],
                                           [image], greedy(max_new_tokens), source=str(text)))
     answers = session.answers(questions)
+    for question, (task, _, _, truth), answer in zip(questions, lines, answers, strict=True):
+        parsed = mme_answer(answer.lower())
+        session.detail(question.id, subtask=task, reference=truth, parsed=parsed, correct=parsed == truth.lower())
 
     folder = session.out / "answers"
     folder.mkdir(exist_ok=True)

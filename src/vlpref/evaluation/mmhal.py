@@ -27,7 +27,7 @@ from pathlib import PurePosixPath
 from vlpref.data.schema import DecodingParams, Turn
 from vlpref.errors import VlprefError
 from vlpref.evaluation.run import JudgeRequest, Question, Session, greedy, read_json
-from vlpref.numerics.mmhal import mmhal_judge_prompt, score_mmhal
+from vlpref.numerics.mmhal import mmhal_judge_prompt, mmhal_rating, score_mmhal
 
 MAX_NEW_TOKENS = 1024
 JUDGE_DECODING = DecodingParams(temperature=0.0, max_new_tokens=1024)
@@ -67,5 +67,8 @@ def run(session: Session) -> dict:
     (session.out / "evaluation.json").write_text(json.dumps(replies, indent=2, ensure_ascii=False), encoding="utf-8")
 
     results = score_mmhal(filled, replies)
+    for i, (record, reply) in enumerate(zip(filled, replies, strict=True)):
+        session.detail(f"mmhal:{i}", question_type=record["question_type"], reference=record["gt_answer"],
+                       rating=mmhal_rating(reply))
     results["judge_prompt"] = f"official file {template_file.name}" if template_file else "paraphrase"
     return results

@@ -127,7 +127,7 @@ def grade(session: Session, samples: dict[str, dict], answers: dict[str, str], p
             sample = samples[key]
             query = mmvet_grader_query(prompt, sample["question"], sample["answer"], answers[key], retry=attempt > 0)
             requests.append(JudgeRequest(f"{key} (output {attempt + 1})", [{"role": "user", "content": query}],
-                                         decoding))
+                                         decoding, item=key))
         if attempt:
             session.log(f"asking again for {len(pending)} invalid grade(s) (output {attempt + 1} of "
                         f"{MMVET_MAX_TRIES}, temperature {temperature})")

@@ -244,7 +244,7 @@ def run(session: Session) -> dict:
     replies = session.judge([
         JudgeRequest(f"question {q['question_id']} turn {turn}",
                      [{"role": "system", "content": prompts[name]["system_prompt"]},
-                      {"role": "user", "content": user_prompt}], judge_decoding)
+                      {"role": "user", "content": user_prompt}], judge_decoding, item=f"{q['question_id']} turn {turn}")
         for q, turn, name, user_prompt in matches])
 
     judge_id = config.judge.judge_id()

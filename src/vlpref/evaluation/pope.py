@@ -86,6 +86,10 @@ def run(session: Session) -> dict:
                     [{"question_id": row["question_id"], "prompt": next(prompts), "text": text}
                      for row, text in zip(rows, texts, strict=True)])
         labels = [row["label"] for row in rows]
+        for row, text in zip(rows, texts, strict=True):
+            verdict = pope_answer(text) if config.scoring == "official" else text.lower().strip()
+            session.detail(f"{path.stem}:{row['question_id']}", split=name, reference=row["label"], parsed=verdict,
+                           correct=verdict == row["label"])
         if config.scoring == "official":
             metrics = pope_metrics([pope_answer(t) for t in texts], labels)
         else:

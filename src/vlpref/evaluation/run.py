@@ -119,6 +119,7 @@ class JudgeRequest:
     id: str
     messages: list[dict[str, Any]]  # OpenAI chat messages (text only: every official judge here reads no image)
     decoding: DecodingParams
+    item: str | None = None  # the Question.id this judges, for the per-item view (default: `id`)
 
 
 def greedy(max_new_tokens: int) -> DecodingParams:
@@ -162,6 +163,13 @@ class Session:
         self._fingerprint: str | None = None
         self._complete = None
         self._digests: dict[Path, str] = {}
+        # question id -> what the per-item view shows (OUT/items.jsonl): prompt, images, answer, judge reply, and
+        # whatever the benchmark adds with `detail` (reference answer, label, rating, ...)
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def detail(self, item: str, **fields: Any) -> None:
+        """Add fields to one question's entry in OUT/items.jsonl (e.g. reference=..., rating=...)."""
+        self.items.setdefault(item, {"id": item}).update(fields)
 
     # -- the model -------------------------------------------------------------------------------------------------
     def data(self) -> Path:
@@ -249,7 +257,11 @@ class Session:
             self.counts["answers_generated"] += len(batch)
             self.log(f"answered {min(start + size, len(pending))}/{len(pending)} "
                      f"({len(first) - len(pending)} from the journal)")
-        return [self.journal.get(key)["text"] for key in keys]
+        texts = [self.journal.get(key)["text"] for key in keys]
+        for question, text in zip(questions, texts, strict=True):
+            turn = question.turns[-1].text.replace("<image>", "").strip()
+            self.detail(question.id, prompt=turn, images=[str(p) for p in question.images], answer=text)
+        return texts
 
     # -- the judge -------------------------------------------------------------------------------------------------
     def _judge_complete(self):
@@ -289,7 +301,10 @@ class Session:
                                    None, on_done)
         report_failures(self.out, failed, "judge calls", "request",
                         "the answers and the other judge replies are journalled; ")
-        return [self.journal.get(key) for key in keys]
+        replies = [self.journal.get(key) for key in keys]
+        for request, reply in zip(requests, replies, strict=True):
+            self.detail(request.item or request.id, judge=reply)
+        return replies
 
     def judge_prompt_file(self) -> Path | None:
         prompt = self.config.judge.prompt if self.config.judge else None
@@ -321,7 +336,12 @@ def evaluate(config: EvalConfig, out: str | Path, log=print) -> dict:
         results = _module(config.benchmark).run(session)
     finally:
         session.journal.close()
+    if session.items:  # the per-item view of `vlpref view`, in question order
+        write_jsonl(out / "items.jsonl", list(session.items.values()))
     results = {"benchmark": config.benchmark, "model": config.model, **results}
+    # where the items' images live: the only folders `vlpref view` serves them from
+    results["data_folder"] = str(Path(config.data).expanduser().resolve()) if config.data else None
+    results["images_folder"] = str(Path(config.images).expanduser().resolve()) if config.images else None
     if config.benchmark != "world":  # the world's answers are generated afresh (seconds), not journalled
         results.update(judge=config.judge.judge_id() if config.judge else None, calls=session.counts,
                        limit=config.limit)
