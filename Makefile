@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # On the project's CPU machines this pin takes the local CPU build; elsewhere pip's normal (CUDA) build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean browser
 
 setup: $(STAMP)
 
@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/vlpref demo --out runs/demo
 
-test: setup
+# The viewer's browser tests drive Debian's chromium (Playwright comes with the dev extras); installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+		  sudo apt-get install -y -q chromium >/dev/null 2>&1 || echo "could not install chromium: the browser tests will fail"; }
+
+test: setup browser
 	$(PY) -m pytest
 
 lint: setup

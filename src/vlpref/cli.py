@@ -415,6 +415,21 @@ def train(
 
 
 @app.command()
+def view(
+    paths: Annotated[list[Path], typer.Argument(help="a pairs folder (or a prefs output holding pairs/), or one or "
+                                                     "two evaluation run folders")],
+    host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 shows your data to your network")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8765,
+):
+    """A local, read-only web page: pairs with filters, diffs, scores and judge text; evaluation runs with results,
+    plots and every item; two runs side by side."""
+    from vlpref.view.app import serve as run
+
+    run(paths, host=host, port=port, log=console.print)
+
+
+@app.command()
 def serve(
     model: Annotated[str, typer.Argument(help="hub id, local path or world:<name>")] = "world:world-base",
     host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 exposes the model to your network")]

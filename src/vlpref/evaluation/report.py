@@ -72,7 +72,7 @@ def write_run(results: dict, out: Path, title: str) -> None:
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name}{_arrow(name)} | {value:.4g} |" for name, value in numbers.items()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    unit = {k: v for k, v in numbers.items() if 0.0 <= v <= 1.0}
+    unit = {k: v for k, v in numbers.items() if 0.0 <= v <= 1.0 and not k.startswith(("calls/", "limit"))}
     if unit:
         _bars({title: unit}, out / "results.png", title)
     breakdown = categories(results)

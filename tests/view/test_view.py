@@ -1,0 +1,147 @@
+"""`vlpref view` in headless Chromium: load, filter, paginate, open an item, screenshot, for pairs, an evaluation
+run and two runs side by side; no injected payload ever runs. Plus the HTTP guarantees: read-only, images only from
+inside their roots, a Content-Security-Policy without scripts, escaped text."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.view.conftest import PAYLOADS, screenshot
+
+
+def get(url: str):
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def not_pwned(page) -> None:
+    assert page.evaluate("window.__pwned") is None, "an injected payload ran"
+
+
+def test_pairs_in_the_browser(browser, pairs_dir, serve_viewer, tmp_path):
+    base = serve_viewer([pairs_dir])
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(base + "/")
+    assert page.inner_text("#count").startswith("130 matching · page 1 of 3")
+    assert page.locator("tr.pair-row").count() == 50
+    not_pwned(page)
+    screenshot(page, tmp_path, "view-pairs")
+    page.click("#next")  # paginate
+    assert "page 2 of 3" in page.inner_text("#count")
+    assert page.locator("tr.pair-row").first.inner_text().startswith("50")
+    page.click("#next")
+    assert page.locator("tr.pair-row").count() == 30 and page.locator("#next").count() == 0
+    # filter: strategy + margin + text; every shown row satisfies them
+    page.goto(base + "/")
+    page.select_option("select[name=strategy]", "vlfeedback-mean")
+    page.fill("input[name=margin]", "2")
+    page.fill("input[name=q]", "CIRCLE NEAR")
+    page.click("button[type=submit]")
+    # vlfeedback pairs (i % 3 != 0) with margin mean(4 + i % 2, 5) - mean(4 - i % 3, 3) >= 2
+    expected = sum(1 for i in range(130) if i % 3 and ((4 + i % 2 + 5) / 2 - (4 - i % 3 + 3) / 2) >= 2)
+    assert page.inner_text("#count").startswith(f"{expected} matching")
+    assert all("vlfeedback-mean" in text for text in page.locator("tr.pair-row td:nth-child(2)").all_inner_texts())
+    page.goto(base + "/?failures=1")
+    assert page.inner_text("#count").startswith("13 matching")  # i % 10 == 7: the rejected side failed to parse
+    screenshot(page, tmp_path, "view-pairs-filtered")
+    # open one pair: texts are shown as text, the payloads included, and none ran
+    page.goto(base + "/")
+    page.click("tr.pair-row >> nth=1 >> a")
+    assert page.url.endswith("/pair/1")
+    assert PAYLOADS[1] in page.inner_text("#rejected") and PAYLOADS[1] in page.inner_text("#prompt")
+    assert page.locator("del").count() and page.locator("ins").count()  # the word diff
+    assert page.locator("#scores tr").count() == 3  # header + two aspects
+    assert PAYLOADS[1] in page.locator(".rationale").first.inner_text()
+    image = page.locator("img.shown").first
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 48  # served from the dataset
+    not_pwned(page)
+    screenshot(page, tmp_path, "view-pair")
+    page.goto(base + "/pair/3")  # '"><svg onload=...>' in the prompt, rationale and provenance
+    not_pwned(page)
+    assert page.locator("svg, iframe, script").count() == 0
+
+
+def test_evaluation_runs_in_the_browser(browser, eval_runs, serve_viewer, tmp_path):
+    base_run, tuned_run = eval_runs
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    one = serve_viewer([base_run])
+    page.goto(one + "/")
+    results = json.loads((base_run / "results.json").read_text())
+    f1_row = page.locator("#results tr", has_text="splits/random/f1").first.inner_text()
+    assert f"{results['splits']['random']['f1']:.4g}" in f1_row
+    assert page.locator("img.plot").count() >= 2  # results.png and categories.png
+    assert page.locator("img.plot").first.evaluate("img => img.naturalWidth") > 100
+    assert page.inner_text("#count").startswith("16 items")
+    not_pwned(page)
+    screenshot(page, tmp_path, "view-run")
+    page.check("input[name=wrong]")
+    page.click("button[type=submit]")
+    wrong = sum(1 for line in (base_run / "items.jsonl").read_text().splitlines() if not json.loads(line)["correct"])
+    assert page.inner_text("#count").startswith(f"{wrong} items")
+    page.click("tr.item-row >> nth=0 >> a")
+    assert page.locator("#question").inner_text().startswith("Is there a")
+    assert page.locator("img.shown").first.evaluate("img => img.complete && img.naturalWidth") == 48
+    not_pwned(page)
+    screenshot(page, tmp_path, "view-item")
+    # two runs side by side: a delta column, both answers per item, and a word diff of the answers
+    two = serve_viewer([base_run, tuned_run])
+    page.goto(two + "/")
+    assert page.locator("#results th").all_inner_texts()[-1] == "delta"
+    page.check("input[name=wrong]")
+    page.click("button[type=submit]")
+    assert page.locator("tr.item-row").count() > 0
+    page.click("tr.item-row >> nth=0 >> a")
+    assert page.locator(".answer").count() == 2
+    not_pwned(page)
+    screenshot(page, tmp_path, "view-compare-item")
+    page.goto(two + "/")
+    screenshot(page, tmp_path, "view-compare")
+
+
+def test_read_only_confined_and_scriptless(pairs_dir, eval_runs, serve_viewer, tmp_path):
+    base = serve_viewer([pairs_dir])
+    status, headers, body = get(base + "/")
+    assert status == 200 and "script-src" not in headers["Content-Security-Policy"]
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    assert b"<script>" not in body and b"&lt;script&gt;" in body and b"onerror=" not in body.replace(
+        b"onerror=&#34;", b"")
+    for path in ("/", "/pair/0", "/image/pair/0/chosen/0"):  # nothing can be written
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            request = urllib.request.Request(base + path, data=b"{}", method=method)
+            with pytest.raises(urllib.error.HTTPError) as error:
+                urllib.request.urlopen(request)
+            assert error.value.code == 405
+    for path in ("/image/pair/0/chosen/1", "/image/pair/0/other/0", "/image/pair/999/chosen/0",
+                 "/image/pair/0/chosen/..%2F..%2Fmeta.json", "/../meta.json", "/docs", "/openapi.json"):
+        assert get(base + path)[0] in (404, 422), path
+
+
+def test_image_paths_outside_the_root_are_refused(tmp_path, serve_viewer):
+    """A records file edited to point outside its folder: the page still renders, the image is refused."""
+    root = tmp_path / "pairs"
+    root.mkdir()
+    (tmp_path / "secret.png").write_bytes(b"\x89PNG secret")
+    record = {"id": "p", "prompt_id": "q", "images": ["../secret.png"], "turns": [{"role": "user",
+              "text": "<image>\nhi"}], "chosen": "a", "rejected": "b", "strategy": "s"}
+    (root / "records.jsonl").write_text(json.dumps(record) + "\n")
+    (root / "meta.json").write_text(json.dumps({"kind": "pairs"}))
+    base = serve_viewer([root])
+    assert get(base + "/pair/0")[0] == 200
+    assert get(base + "/image/pair/0/chosen/0")[0] == 404
+
+
+def test_bad_paths_are_named(tmp_path):
+    from vlpref.errors import VlprefError
+    from vlpref.view.app import build_app
+
+    with pytest.raises(VlprefError, match="is not a folder"):
+        build_app([tmp_path / "missing"])
+    with pytest.raises(VlprefError, match="not a pairs folder"):
+        build_app([tmp_path])
