@@ -26,3 +26,13 @@ def test_bench_dpo_matches_trl_loss_and_reports_its_keys():
     for key in ("pairs_per_s", "trl_pairs_per_s", "speedup", "peak_mem_mb", "trl_peak_mem_mb", "flops_per_s",
                 "matmul_peak_flops_per_s"):
         assert result[key] > 0, key
+
+
+def test_bench_view_pages_and_filters_a_synthetic_dataset():
+    from vlpref.view.bench import bench_view
+
+    result = bench_view(pairs=300)
+    assert result["pairs"] == 300 and result["jsonl_mb"] > 0
+    for key in ("index_build_s", "first_page_ms", "last_page_ms", "strategy_filter_ms", "text_search_ms",
+                "open_pair_ms", "peak_rss_mb"):
+        assert result[key] >= 0, key

@@ -612,6 +612,20 @@ def bench_judge_cmd(
     console.print_json(data=result)
 
 
+@bench_app.command("view")
+def bench_view_cmd(
+    json_path: JsonOpt = Path("runs/bench-view.json"),
+    pairs: Annotated[int, typer.Option(help="synthetic pairs to index and page")] = 400_000,
+):
+    """The viewer on a large synthetic pairs dataset: index build, page, filter and search times, memory."""
+    from vlpref.bench import write_json
+    from vlpref.view.bench import bench_view
+
+    result = bench_view(pairs)
+    write_json(result, json_path)
+    console.print_json(data=result)
+
+
 @bench_app.command("dpo")
 def bench_dpo_cmd(
     json_path: JsonOpt = Path("runs/bench-dpo.json"),
