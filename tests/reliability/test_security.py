@@ -84,10 +84,13 @@ def test_servers_bind_to_localhost_unless_told():
     import inspect
 
     from vlpref import cli, serve
+    from vlpref.view import app as view
 
     assert inspect.signature(serve.serve).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(serve.serve_in_thread).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(cli.serve).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(view.serve).parameters["host"].default == "127.0.0.1"  # the viewer
+    assert inspect.signature(cli.view).parameters["host"].default == "127.0.0.1"
 
 
 @pytest.mark.parametrize("relative", ["../outside.png", "/etc/passwd", "a/../../outside.png", ""])
