@@ -90,7 +90,9 @@ def test_pope_by_hand_and_rescored(tmp_path, scripted):
     assert (rnd["f1"], rnd["accuracy"], rnd["yes_ratio"]) == (0.5, 0.5, 0.5)
     assert pop["precision"] == pytest.approx(1 / 3) and pop["f1"] == pytest.approx(0.4)
     assert pop["accuracy"] == 0.25 and pop["yes_ratio"] == 0.75
-    assert results["f1_mean"] == pytest.approx(0.45)
+    assert results["f1_mean"] is None  # LLaVA's number needs all three COCO splits; here there are two
+    # pooled over both splits: TP 2 (dog twice), FP 3 (cat, cup, tie), TN 1 (bus), FN 2 (car twice): F1 = 4/9
+    assert results["pooled"]["f1"] == pytest.approx(4 / 9) and results["pooled"]["n"] == 8
     assert results["question_files"]["coco_pope_random.json"]["version"] == "unknown"
     # LLaVA's prompt; dog and car are asked once although both splits hold them
     assert model.asked[0] == "Is there a dog in the image?\nAnswer the question using a single word or phrase."
@@ -104,6 +106,11 @@ def test_pope_by_hand_and_rescored(tmp_path, scripted):
     assert len(model.asked) == 6 and again["calls"] == {"answers_generated": 0, "answers_cached": 6,
                                                         "judge_calls": 0, "judge_cached": 0}
     assert again["splits"] == results["splits"]
+    # with all three COCO splits, LLaVA-1.5's single number: the mean of the three F1s
+    (tmp_path / "pope" / "coco_pope_adversarial.json").write_text(
+        (tmp_path / "pope" / "coco_pope_popular.json").read_text())
+    three = evaluate(config, tmp_path / "out3", log=lambda *_: None)
+    assert three["f1_mean"] == pytest.approx((0.5 + 0.4 + 0.4) / 3)
 
 
 def test_pope_lmms_eval_scoring_and_official_prompt(tmp_path, scripted):

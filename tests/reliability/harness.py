@@ -71,8 +71,8 @@ def kill_at(cmd: list[str], progress, point: int, timeout: float = 180) -> int:
     if proc.poll() is not None:
         raise AssertionError(f"the run ended (status {proc.returncode}) before kill point {point}; give it more work"
                              f"\n{proc.stderr.read()[-2000:]}")
+    os.kill(proc.pid, signal.SIGKILL)  # also when the point was not reached in time: no run is left behind
     assert time.time() < deadline, f"kill point {point} not reached in {timeout} s"
-    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     FIGURES["kills"] += 1
     return progress()

@@ -101,6 +101,7 @@ def test_sample_through_a_faulty_proxy(tmp_path):
              "decoding": {"temperature": 0.7, "max_new_tokens": 16}}]})
         run([*VLPREF, "sample", "--config", str(clean), "--out", str(tmp_path / "clean")])
     _record(proxy.state.counts, runs)
+    assert runs >= 2, "no request exhausted its retries; the rerun path was not exercised"
     same_records(out, tmp_path / "clean", replace=(url, upstream))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -55,7 +56,18 @@ def test_no_api_key_is_written_anywhere(tmp_path):
     key_file.write_text(key + "\n")
     prompts, cands = prompts_and_candidates(tmp_path, n=12)
     outputs = []
-    with serve_in_thread(build_app("m", ScriptedEndpoint(judge_reply, delay=0.0))) as upstream:
+    mmhal = tmp_path / "mmhal"
+    (mmhal / "images").mkdir(parents=True)
+    shutil.copy(prompts / "images" / "a.png", mmhal / "images" / "a.png")
+    (mmhal / "response_template.json").write_text(json.dumps([
+        {"question_type": t, "image_id": str(i), "image_src": "http://h/a.png", "image_content": ["Blue"],
+         "question": f"What is it ({i})?", "gt_answer": "Blue.", "model_answer": ""}
+        for i, t in enumerate(("attribute", "adversarial", "comparison", "counting"))]))
+
+    def reply(text: str, tag: str) -> str:  # a rubric judge for `judge`, an MMHal rater for `eval`
+        return judge_reply(text, tag) if "## Annotation" in text else "Fine.\nRating: 4"
+
+    with serve_in_thread(build_app("m", ScriptedEndpoint(reply, delay=0.0))) as upstream:
         with serve_in_thread(echoing_gateway(upstream)) as url:
             endpoint = {"base_url": url, "model": "m", "api_key_env": "VLPREF_CANARY_KEY", "max_retries": 0}
             judge = write_yaml(tmp_path / "judge.yaml", {"backend": "openai", "structured": "off",
@@ -65,7 +77,10 @@ def test_no_api_key_is_written_anywhere(tmp_path):
                 {"model": "m", "backend": "openai", "endpoint": from_file, "n": 1}]})
             for cmd in ([*VLPREF, "judge", "--config", str(judge), "--candidates", str(cands), "--out",
                          str(tmp_path / "out" / "judged")],
-                        [*VLPREF, "sample", "--config", str(sample), "--out", str(tmp_path / "out" / "sampled")]):
+                        [*VLPREF, "sample", "--config", str(sample), "--out", str(tmp_path / "out" / "sampled")],
+                        [*VLPREF, "eval", "--benchmark", "mmhal", "--data", str(mmhal), "--max-new-tokens", "4",
+                         "--judge-url", url, "--judge-model", "m", "--judge-key-env", "VLPREF_CANARY_KEY",
+                         "--out", str(tmp_path / "out" / "eval")]):
                 result = subprocess.run(cmd, capture_output=True, text=True, env={
                     **__import__("os").environ, "VLPREF_CANARY_KEY": key})
                 assert result.returncode == 2, result.stderr[-2000:]  # the 401s are failures, listed with reasons
@@ -74,8 +89,10 @@ def test_no_api_key_is_written_anywhere(tmp_path):
     assert "HTTP 401: Incorrect API key provided: ***" in failed  # the reason is kept, the key is not
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
     FIGURES["security_files_scanned"] += len(written)
-    leaks = [str(p) for p in written if key[:16].encode() in p.read_bytes() or key[-16:].encode() in p.read_bytes()]
-    leaks += [f"output {i}" for i, text in enumerate(outputs) if key[:16] in text or key[-16:] in text]
+    secret = key.removeprefix("sk-vlpref-canary-")  # the random part: any 10 characters of it in a row is a leak
+    pieces = [secret[i : i + 10] for i in range(0, len(secret) - 9, 5)]
+    leaks = [str(p) for p in written if any(piece.encode() in p.read_bytes() for piece in pieces)]
+    leaks += [f"output {i}" for i, text in enumerate(outputs) if any(piece in text for piece in pieces)]
     FIGURES["security_key_leaks"] += len(leaks)
     assert not leaks, f"the API key was written to {leaks}"
 
@@ -106,10 +123,10 @@ def test_image_paths_stay_inside_their_root(tmp_path, relative):
 
 
 UNSAFE = {
-    r"\bimport pickle\b|\bpickle\.load": "pickle",
+    r"\bimport pickle\b|\bfrom pickle\b|\bpickle\.load|\bimport dill\b|\bjoblib\.load": "pickle",
     r"torch\.load\((?![^)]*weights_only=True)": "torch.load without weights_only=True",
     r"allow_pickle\s*=\s*True": "numpy allow_pickle",
-    r"\byaml\.load\(": "yaml.load (use safe_load)",
+    r"\byaml\.(?:load|load_all|unsafe_load|full_load)\(": "yaml.load (use safe_load)",
     r"(?<![\w.])eval\(|(?<![\w.])exec\(": "eval/exec",
     r"trust_remote_code\s*[:=]\s*(?:bool\s*=\s*)?True": "trust_remote_code on by default",
 }

@@ -116,9 +116,11 @@ def serve_viewer(tmp_path, monkeypatch):
     stack.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium (Debian's `chromium`, or CHROMIUM=path) through Playwright. `make test` installs both."""
+    """Headless Chromium (Debian's `chromium`, or CHROMIUM=path) through Playwright. `make test` installs both.
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is open, which would
+    break every later test that calls asyncio.run (the HTTP clients)."""
     executable = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     try:
         from playwright.sync_api import sync_playwright

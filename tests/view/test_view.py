@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,49 @@ def test_bad_paths_are_named(tmp_path):
         build_app([tmp_path / "missing"])
     with pytest.raises(VlprefError, match="not a pairs folder"):
         build_app([tmp_path])
+
+
+def test_evaluation_images_only_from_the_runs_folders(eval_runs, serve_viewer, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(eval_runs[0], run)
+    (tmp_path / "secret.jpg").write_bytes(b"secret")
+    items = [json.loads(line) for line in (run / "items.jsonl").read_text().splitlines()]
+    data = json.loads((run / "results.json").read_text())["data_folder"]
+    items[0]["images"] = [f"{data}/../../secret.jpg"]
+    items[1]["images"] = ["/etc/passwd"]
+    (run / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    base = serve_viewer([run])
+    assert get(base + "/image/item/0/0/0")[0] == 404
+    assert get(base + "/image/item/0/1/0")[0] == 404
+    assert get(base + "/image/item/0/2/0")[0] == 200  # an untouched item's image is served
+    assert get(base + "/plot/0/../results.json")[0] == 404 and get(base + "/plot/0/results.json")[0] == 404
+
+
+def test_a_run_made_with_a_relative_data_path_shows_its_images(eval_runs, serve_viewer, tmp_path, monkeypatch):
+    """items.jsonl names images by absolute path, so the viewer finds them from any working directory."""
+    from vlpref.evaluation import run as run_module
+    from vlpref.evaluation.run import EvalConfig, evaluate
+    from vlpref.models.vlm import Generation
+
+    data = json.loads((eval_runs[0] / "results.json").read_text())["data_folder"]
+    monkeypatch.chdir(Path(data).parent)
+
+    class Yes:
+        def generate(self, chats, params, batch_size=8):
+            return [Generation(text="Yes", token_ids=[1], finish_reason="stop") for _ in chats]
+
+    monkeypatch.setattr(run_module.Session, "vlm", lambda self: Yes())
+    evaluate(EvalConfig(benchmark="pope", data=Path(data).name, limit=2), tmp_path / "rel", log=lambda *_: None)
+    monkeypatch.chdir(tmp_path)
+    base = serve_viewer([tmp_path / "rel"])
+    assert get(base + "/image/item/0/0/0")[0] == 200
+
+
+def test_only_local_host_names_are_answered(pairs_dir, serve_viewer):
+    base = serve_viewer([pairs_dir])
+    request = urllib.request.Request(base + "/", headers={"Host": "attacker.example"})
+    with pytest.raises(urllib.error.HTTPError) as error:  # a DNS-rebinding page would send its own name
+        urllib.request.urlopen(request)
+    assert error.value.code == 400

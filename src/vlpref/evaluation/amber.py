@@ -81,22 +81,28 @@ def spacy_similar():
 
 
 def _queries(session: Session, data, annotations) -> tuple[list[dict], str]:
-    names = ("query_all.json",) if len(session.config.amber_tasks) == 2 else ()
-    names += ("query_discriminative.json",) if "discriminative" in session.config.amber_tasks else ()
-    names += ("query_generative.json",) if "generative" in session.config.amber_tasks else ()
-    query_file = next((data / "query" / n for n in names + ("query_all.json",) if (data / "query" / n).is_file()),
-                      None)
-    if query_file is None:
-        raise VlprefError(f"amber: none of {', '.join(names)} in {data / 'query'}")
-    queries = read_json(query_file, "amber query file")
-    for i, q in enumerate(queries):
-        missing = [k for k in ("id", "image", "query") if k not in q]
+    """query_all.json, else the per-task files of the tasks asked for (both must then exist)."""
+    folder = data / "query"
+    if (folder / "query_all.json").is_file():
+        files = [folder / "query_all.json"]
+    else:
+        files = [folder / f"query_{task}.json" for task in session.config.amber_tasks]
+        missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise VlprefError(f"amber: {query_file}, item {i}: no {missing[0]!r} field")
-        if not isinstance(q["id"], int) or not 1 <= q["id"] <= len(annotations):
-            raise VlprefError(f"amber: {query_file}, item {i}: id {q['id']!r} is not in annotations.json "
-                              f"(1..{len(annotations)})")
-    return queries, str(query_file)
+            raise VlprefError(f"amber: neither query_all.json nor {', '.join(missing)} in {folder} "
+                              "(or set amber_tasks to the tasks you have)")
+    queries = []
+    for query_file in files:
+        items = read_json(query_file, "amber query file")
+        for i, q in enumerate(items):
+            missing = [k for k in ("id", "image", "query") if k not in q]
+            if missing:
+                raise VlprefError(f"amber: {query_file}, item {i}: no {missing[0]!r} field")
+            if not isinstance(q["id"], int) or not 1 <= q["id"] <= len(annotations):
+                raise VlprefError(f"amber: {query_file}, item {i}: id {q['id']!r} is not in annotations.json "
+                                  f"(1..{len(annotations)})")
+        queries += items
+    return queries, ", ".join(str(f) for f in files)
 
 
 def run(session: Session) -> dict:

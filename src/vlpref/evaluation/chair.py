@@ -54,6 +54,9 @@ def _image_ids(session: Session, listing: dict[int, str]) -> list[int]:
         except (ValueError, TypeError):
             raise VlprefError(f"chair_image_ids: {path} must hold integer image ids (a JSON list or one per line)"
                               ) from None
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:  # each would count twice in CHAIR
+            raise VlprefError(f"chair_image_ids: {path}: image id(s) {repeated[:5]} listed more than once")
         unknown = [i for i in ids if i not in listing]
         if unknown:
             raise VlprefError(f"chair_image_ids: {path}: no image file for id(s) {unknown[:5]} in the images folder")

@@ -21,6 +21,7 @@ OUT/answers` reads the same folder.
 from __future__ import annotations
 
 import re
+import shutil
 
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
@@ -81,7 +82,9 @@ def run(session: Session) -> dict:
         session.detail(question.id, subtask=task, reference=truth, parsed=parsed, correct=parsed == truth.lower())
 
     folder = session.out / "answers"
-    folder.mkdir(exist_ok=True)
+    if folder.is_dir():  # scored as a whole: an earlier run's subtask files must not join this run's totals
+        shutil.rmtree(folder)
+    folder.mkdir()
     for task in tasks:
         # The eval tool splits on TAB and reads one question per line: the answer may contain neither.
         rows = ["\t".join((image, question, truth, BREAKS.sub(" ", answer)))

@@ -12,8 +12,10 @@ Prompt (`style`): `llava` and `lmms-eval` ask "<question>\\nAnswer the question 
 128 new tokens. Scoring (`scoring`): `official` is the first-sentence parser of the POPE repo and LLaVA's
 eval_pope.py; `lmms-eval` is lmms-eval's exact match (`vlpref.numerics.pope`).
 
-Results: per split accuracy, precision, recall, F1 and yes-ratio; `f1_mean`, the mean of the per-split F1s (the
-single "POPE" number LLaVA-1.5 reports); `question_files`, each file's SHA-256 and which published version it is.
+Results: per split accuracy, precision, recall, F1 and yes-ratio; `f1_mean`, the mean of the three COCO splits'
+F1s (the single "POPE" number LLaVA-1.5 reports; None unless all three were scored; `f1_mean_<dataset>` for the
+SEEM files); `pooled`, every question as one set (what lmms-eval's `pope` task reports); `question_files`, each
+file's SHA-256 and which published version it is.
 LLaVA-1.5 was evaluated on the files of POPE commit e3e3926, whose random split has 2910 questions; the current ones
 have 3000, and random's content differs entirely. Answers are written per split to OUT/answers/<split>.jsonl
 (question_id, prompt, text: LLaVA's layout), which `vlpref eval score --benchmark pope` reads.
@@ -80,8 +82,11 @@ def run(session: Session) -> dict:
 
     (session.out / "answers").mkdir(exist_ok=True)
     results: dict = {"splits": {}, "question_files": {}}
+    all_texts, all_labels = [], []
     for name, (path, rows) in splits.items():
         texts = [next(answers) for _ in rows]
+        all_texts += texts
+        all_labels += [row["label"] for row in rows]
         write_jsonl(session.out / "answers" / f"{name}.jsonl",
                     [{"question_id": row["question_id"], "prompt": next(prompts), "text": text}
                      for row, text in zip(rows, texts, strict=True)])
@@ -97,7 +102,18 @@ def run(session: Session) -> dict:
         results["splits"][name] = metrics
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         results["question_files"][path.name] = {"sha256": digest, "version": VERSIONS.get(digest, "unknown")}
-    f1s = [m["f1"] for m in results["splits"].values()]
-    results["f1_mean"] = sum(f1s) / len(f1s)
+    # LLaVA-1.5's single number: the mean of the three COCO splits' F1, only when all three were scored (a mean
+    # over whatever files happen to be in DATA would be misread as it). Other datasets get their own mean.
+    by_dataset: dict[str, dict[str, float]] = {}
+    for name, metrics in results["splits"].items():
+        dataset, _, split = name.rpartition("_")
+        by_dataset.setdefault(dataset, {})[split] = metrics["f1"]
+    for dataset, f1s in by_dataset.items():
+        key = f"f1_mean_{dataset}" if dataset else "f1_mean"
+        results[key] = sum(f1s.values()) / 3 if set(f1s) == set(SPLIT_ORDER) else None
+    # lmms-eval's `pope` task pools every question into one metric; reported too, for comparison with its tables
+    scorer = pope_metrics if config.scoring == "official" else pope_metrics_lmms_eval
+    parsed = [pope_answer(t) for t in all_texts] if config.scoring == "official" else all_texts
+    results["pooled"] = scorer(parsed, all_labels)
     results["style"], results["scoring"] = config.style, config.scoring
     return results

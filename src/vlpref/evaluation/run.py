@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -122,6 +123,14 @@ class JudgeRequest:
     item: str | None = None  # the Question.id this judges, for the per-item view (default: `id`)
 
 
+def inside(path: str | Path, root: str | Path) -> bool:
+    """Whether `path` (absolute, or relative to `root`) lies inside `root` as written: '..' is resolved, symlinks
+    are not (so a folder the user linked in stays in)."""
+    base = os.path.normpath(os.path.abspath(root))
+    target = os.path.normpath(os.path.join(base, path))
+    return target == base or target.startswith(base + os.sep)
+
+
 def greedy(max_new_tokens: int) -> DecodingParams:
     return DecodingParams(temperature=0.0, max_new_tokens=max_new_tokens)
 
@@ -173,12 +182,14 @@ class Session:
 
     # -- the model -------------------------------------------------------------------------------------------------
     def data(self) -> Path:
-        return Path(self.config.data).expanduser()
+        # absolute (items.jsonl names images the viewer must find from anywhere) but not resolved: a symlinked
+        # images folder inside DATA stays inside it
+        return Path(self.config.data).expanduser().absolute()
 
     def images_root(self, default: str = "images") -> Path:
         """The images folder: `images` if given, else DATA/<default> when it exists, else DATA."""
         if self.config.images:
-            return Path(self.config.images).expanduser()
+            return Path(self.config.images).expanduser().absolute()
         inside = self.data() / default
         return inside if inside.is_dir() else self.data()
 
@@ -227,12 +238,12 @@ class Session:
         from vlpref.models.vlm import Chat
 
         # Images are read only from inside the data folder or the images folder: a question file naming
-        # '../../somewhere' (a tampered download) is refused, as dataset records are (vlpref.data.images).
-        roots = [self.data().resolve()] + ([Path(self.config.images).expanduser().resolve()]
-                                           if self.config.images else [])
+        # '../../somewhere' (a tampered download) is refused, as dataset records are (vlpref.data.images). The
+        # check is on the path as written, so folders the user symlinked into DATA still work.
+        roots = [self.data()] + ([self.images_root()] if self.config.images else [])
         for question in questions:
             for path in question.images:
-                if not any(path.resolve().is_relative_to(root) for root in roots):
+                if not any(inside(path, root) for root in roots):
                     raise VlprefError(f"{question.source}: question {question.id}: image {path} is outside the "
                                       f"data folder{' and the images folder' if self.config.images else ''}")
             missing = [p for p in question.images if not p.is_file()]
@@ -274,11 +285,22 @@ class Session:
                               else local_complete(model_path(judge.model), self.config.batch_size or 8))
         return self._complete
 
+    def _judge_identity(self) -> str:
+        """The judge in cache keys: the endpoint and model name, or a local model's fingerprint (a model retrained
+        into the same folder is another judge)."""
+        judge = self.config.judge
+        if judge.backend == "openai":
+            return judge.judge_id()
+        from vlpref.models.fingerprint import model_fingerprint
+        from vlpref.world.models import model_path
+
+        return f"{judge.model}:{model_fingerprint(model_path(judge.model), None, 'float32')}"
+
     def judge(self, requests: list[JudgeRequest]) -> list[str]:
         """The judge's reply to each request. Replies are journalled as they land; a request that still fails after
         the client's retries is journalled as failed and, once all have been tried, the run stops naming them."""
         judge_id = self.config.judge.judge_id()
-        keys = [content_key("judge", judge_id, r.messages, r.decoding.model_dump()) for r in requests]
+        keys = [content_key("judge", self._judge_identity(), r.messages, r.decoding.model_dump()) for r in requests]
         first: dict[str, int] = {}  # identical requests (same answer to the same question) are sent once
         for i, key in enumerate(keys):
             first.setdefault(key, i)
@@ -336,12 +358,12 @@ def evaluate(config: EvalConfig, out: str | Path, log=print) -> dict:
         results = _module(config.benchmark).run(session)
     finally:
         session.journal.close()
-    if session.items:  # the per-item view of `vlpref view`, in question order
-        write_jsonl(out / "items.jsonl", list(session.items.values()))
+    # the per-item view of `vlpref view`, in question order; always this run's (none for the world)
+    write_jsonl(out / "items.jsonl", list(session.items.values()))
     results = {"benchmark": config.benchmark, "model": config.model, **results}
     # where the items' images live: the only folders `vlpref view` serves them from
-    results["data_folder"] = str(Path(config.data).expanduser().resolve()) if config.data else None
-    results["images_folder"] = str(Path(config.images).expanduser().resolve()) if config.images else None
+    results["data_folder"] = str(Path(config.data).expanduser().absolute()) if config.data else None
+    results["images_folder"] = str(Path(config.images).expanduser().absolute()) if config.images else None
     if config.benchmark != "world":  # the world's answers are generated afresh (seconds), not journalled
         results.update(judge=config.judge.judge_id() if config.judge else None, calls=session.counts,
                        limit=config.limit)

@@ -60,6 +60,9 @@ def score_pope(answers: Path, labels: list[Path]) -> dict:
     for number, row in enumerate(_jsonl(answers), start=1):
         if "question_id" not in row or "text" not in row:
             raise VlprefError(f"{answers}, line {number}: an answer needs `question_id` and `text`")
+        if row["question_id"] in by_id:  # the official question files number each split from 1
+            raise VlprefError(f"{answers}, line {number}: question_id {row['question_id']!r} appears twice; the "
+                              "splits share ids, so score one split's answers with its own question file")
         by_id[row["question_id"]] = row["text"]
     results, used = {}, set()
     for path in labels:

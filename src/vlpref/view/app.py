@@ -24,6 +24,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
 from vlpref.errors import VlprefError
+from vlpref.evaluation.run import inside
 from vlpref.view.index import Filters, PairIndex, word_diff
 
 PAGE_SIZE = 50
@@ -64,8 +65,10 @@ def _confined(root: Path, path: str | Path) -> Path:
     return target
 
 
-def build_app(paths: list[str | Path], page_size: int = PAGE_SIZE, log=print) -> FastAPI:
-    """The viewer for one pairs folder, or one or two evaluation run folders."""
+def build_app(paths: list[str | Path], page_size: int = PAGE_SIZE, log=print,
+              hosts: list[str] | None = None) -> FastAPI:
+    """The viewer for one pairs folder, or one or two evaluation run folders. `hosts`: the Host headers answered
+    (default: 127.0.0.1 and localhost), so a web page elsewhere cannot read the viewer through DNS rebinding."""
     paths = [Path(p) for p in paths]
     if not paths or len(paths) > 2:
         raise VlprefError("view: give a pairs folder, or one or two evaluation run folders")
@@ -74,6 +77,9 @@ def build_app(paths: list[str | Path], page_size: int = PAGE_SIZE, log=print) ->
             raise VlprefError(f"view: {path} is not a folder")
     env = _templates()
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # no interactive API pages: HTML only
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts or ["127.0.0.1", "localhost"])
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -176,8 +182,11 @@ def _eval_routes(app: FastAPI, folders: list[Path], render, page_size: int) -> N
         for i, item in enumerate(first["items"]):
             other = runs[1]["items"][runs[1]["by_id"][item["id"]]] if len(runs) == 2 and item["id"] in runs[1][
                 "by_id"] else None
-            if search and not any(search in str(v).lower() for v in (item.get("prompt"), item.get("answer"),
-                                                                     other and other.get("answer"))):
+            if other is not None and other.get("prompt") != item.get("prompt"):
+                other = {**other, "answer": f"[a different question under this id: {other.get('prompt')}] "
+                                            f"{other.get('answer')}"}
+            texts = (item.get("prompt"), item.get("answer"), other.get("answer") if other else None)
+            if search and not any(search in str(v).lower() for v in texts if v is not None):
                 continue
             if wrong == "1" and item.get("correct") is not False and not (
                     other is not None and other.get("answer") != item.get("answer")):
@@ -214,11 +223,9 @@ def _eval_routes(app: FastAPI, folders: list[Path], render, page_size: int) -> N
         images = runs[run]["items"][n].get("images") or []
         if not 0 <= k < len(images):
             raise HTTPException(status_code=404, detail="no such image")
-        for root in runs[run]["roots"]:
-            try:
-                return FileResponse(_confined(root, images[k]))
-            except HTTPException:
-                continue
+        for root in runs[run]["roots"]:  # as written ('..' refused, the user's own symlinks followed)
+            if inside(images[k], root) and (Path(root) / images[k]).is_file():
+                return FileResponse(Path(root) / images[k])
         raise HTTPException(status_code=404, detail="no such image")
 
     @app.get("/plot/{run}/{name}")
@@ -231,6 +238,8 @@ def _eval_routes(app: FastAPI, folders: list[Path], render, page_size: int) -> N
 def serve(paths: list[str | Path], host: str = "127.0.0.1", port: int = 8765, log=print) -> None:
     import uvicorn
 
-    app = build_app(paths, log=log)
+    # bound to all interfaces the Host header can be any of the machine's names; the user chose to expose it
+    hosts = ["*"] if host in ("0.0.0.0", "::") else sorted({host, "127.0.0.1", "localhost"})
+    app = build_app(paths, log=log, hosts=hosts)
     log(f"vlpref view on http://{host}:{port}/ (read-only; Ctrl-C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

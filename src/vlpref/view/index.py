@@ -40,9 +40,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VLPREF_VIEW_CACHE", Path.home() / ".cache" / "vlpref" / "view"))
 
 
-def _stamp(path: Path) -> str:
+def _stamp(path: Path, *more: str) -> str:
+    """Names the index of `path`'s current contents: a rewrite changes the size, mtime, ctime or inode."""
     stat = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|2".encode()).hexdigest()[:20]
+    parts = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, 3, *more]
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
 def _records(path: Path):
@@ -102,9 +104,11 @@ class PairIndex:
         annotations_dir = Path(meta["annotations"]) if meta.get("annotations") else None
         annotations = None
         status: dict[str, str] = {}
+        annotations_stamp = "none"
         if annotations_dir is not None and (annotations_dir / "records.jsonl").is_file():
             source = annotations_dir / "records.jsonl"
-            target = cache_dir() / f"annotations-{_stamp(source)}.arrow"
+            annotations_stamp = _stamp(source)
+            target = cache_dir() / f"annotations-{annotations_stamp}.arrow"
             if not target.is_file():
                 log(f"indexing {source}")
                 _write(target, ANNOTATION_SCHEMA, (
@@ -116,7 +120,8 @@ class PairIndex:
             failed = pc.not_equal(annotations["parse_status"], "ok")
             picked = annotations.filter(pc.fill_null(failed, False))
             status = dict(zip(picked["candidate_id"].to_pylist(), picked["parse_status"].to_pylist(), strict=True))
-        target = cache_dir() / f"pairs-{_stamp(records)}-{len(status)}.arrow"
+        # the parse-failure flags come from the annotations: a re-annotation makes a new index
+        target = cache_dir() / f"pairs-{_stamp(records, annotations_stamp)}.arrow"
         if not target.is_file():
             log(f"indexing {records}")
             _write(target, SCHEMA, (_pair_row(i, r, status) for i, r in enumerate(_records(records))))
