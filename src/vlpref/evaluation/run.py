@@ -240,7 +240,7 @@ class Session:
         # Images are read only from inside the data folder or the images folder: a question file naming
         # '../../somewhere' (a tampered download) is refused, as dataset records are (vlpref.data.images). The
         # check is on the path as written, so folders the user symlinked into DATA still work.
-        roots = [self.data()] + ([self.images_root()] if self.config.images else [])
+        roots = ([self.data()] if self.config.data else []) + ([self.images_root()] if self.config.images else [])
         for question in questions:
             for path in question.images:
                 if not any(inside(path, root) for root in roots):
