@@ -203,3 +203,42 @@ def test_bf16_full_weights_train_in_float32(tiny_dirs, pairs_dir, tmp_path):
     assert any(part_of(n) == "projector" for n in trained) and set(trained.values()) == {torch.float32}
     trainer.run()
     assert (tmp_path / "run" / "adapter" / "trained_in_full.safetensors").is_file()
+
+
+def _torchrun(config_path: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vlpref",
+                           "train", "--config", str(config_path), "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("finetune, contrast", [("lora", False), ("lora", True), ("full", False)],
+                         ids=["lora", "lora-image-contrast", "full"])
+def test_fsdp_two_processes_give_the_losses_of_one_and_resume_exactly(tiny_dirs, tmp_path, finetune, contrast):
+    """`sharding: fsdp` over 2 CPU processes: the losses and trained weights of 1 unsharded process (global batch
+    equal); a resume from a gathered checkpoint continues with the uninterrupted sharded run's losses exactly."""
+    pairs_dir = make_pairs(tmp_path / "pairs", contrast=contrast)
+    one = config(tiny_dirs["llava"], pairs_dir, batch_size=2, max_steps=3, finetune=finetune, lr=1e-3,
+                 lora={"r": 4, "alpha": 8, "dropout": 0}, save_every=1,
+                 reference="precomputed")
+    two = one.model_copy(update={"batch_size": 1, "sharding": "fsdp"})
+    train(one, tmp_path / "one", log=lambda *a: None)
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(json.loads(two.model_dump_json())))
+    done = _torchrun(tmp_path / "two.yaml", tmp_path / "two")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5, abs=1e-6)
+    # the exported model: whole weights, equal to the unsharded run's
+    exported = [load_file(tmp_path / run / "model" / "model.safetensors") for run in ("one", "two")]
+    assert exported[0].keys() == exported[1].keys()
+    assert max((exported[0][k] - exported[1][k]).abs().max().item() for k in exported[0]) < 1e-4
+    # resume from the step-2 checkpoint (gathered, then sharded again): step 3 as the uninterrupted sharded run
+    import shutil
+
+    resumed = tmp_path / "resumed"
+    shutil.copytree(tmp_path / "two", resumed)
+    for name in ("checkpoints/step-000003", "model", "adapter", "summary.json"):
+        path = resumed / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    again = _torchrun(tmp_path / "two.yaml", resumed)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stderr and losses(resumed) == losses(tmp_path / "two")

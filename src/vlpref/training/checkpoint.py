@@ -6,10 +6,12 @@
         state.json              step, scheduler state, the settings hash the run was started with
         rng-0.pt, rng-1.pt …    each process's torch RNG states, CPU and CUDA (LoRA dropout draws from them)
 
-Frozen weights are not saved: they are the base model's, read again from it on resume. A checkpoint is written to a
-temporary folder and renamed into place, so a kill mid-save leaves the previous checkpoint as the latest. Resuming
-restores all of the above and continues at the next step; the data order is a function of (seed, epoch), so the
-batches after resume are the ones an uninterrupted run sees, and so are the losses (tests/training/test_train.py).
+Frozen weights are not saved: they are the base model's, read again from it on resume. Under FSDP the shards are
+gathered first (`training.sharding`), so a checkpoint has the same files whatever the sharding. A checkpoint is
+written to a temporary folder and renamed into place, so a kill mid-save leaves the previous checkpoint as the
+latest. Resuming restores all of the above and continues at the next step; the data order is a function of (seed,
+epoch), so the batches after resume are the ones an uninterrupted run sees, and so are the losses
+(tests/training/test_train.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vlpref.errors import VlprefError
+from vlpref.training import sharding
 
 PREFIX = "step-"
 
@@ -47,10 +50,14 @@ def save(out: Path, step: int, model: torch.nn.Module, optimizer, scheduler, set
     if torch.cuda.is_available():  # LoRA dropout on a GPU draws from the CUDA generators
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save(rng, tmp / f"rng-{rank}.pt")
-    if rank == 0:
+    if sharding.is_sharded(model):  # gathering the shards is a collective: every process takes part
+        weights, optim = sharding.full_trainable(model), sharding.full_optimizer_state(model, optimizer)
+    elif rank == 0:
         weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+        optim = optimizer.state_dict()
+    if rank == 0:
         save_file(weights, tmp / "trainable.safetensors")
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optim, tmp / "optimizer.pt")
     barrier()  # every rank's RNG file is in tmp before it moves
     if rank == 0:
         (tmp / "state.json").write_text(json.dumps({"step": step, "scheduler": scheduler.state_dict(),
@@ -78,10 +85,15 @@ def load(folder: Path, model: torch.nn.Module, optimizer, scheduler, settings_ha
     trainable = {n for n, p in params.items() if p.requires_grad}
     if set(weights) != trainable:
         raise VlprefError(f"{folder}: its weights do not match this model's trainable parameters")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    optim = torch.load(folder / "optimizer.pt", weights_only=True)
+    if sharding.is_sharded(model):  # each process keeps its shard of the whole tensors
+        sharding.load_trainable(model, weights)
+        sharding.load_optimizer_state(model, optimizer, optim)
+    else:
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        optimizer.load_state_dict(optim)
     scheduler.load_state_dict(state["scheduler"])
     rng = torch.load(folder / f"rng-{rank}.pt", weights_only=True)
     torch.set_rng_state(rng["cpu"])

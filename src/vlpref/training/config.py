@@ -90,6 +90,9 @@ class TrainConfig(StrictModel):
     truncation: Truncation = "response"
     prefix_sharing: bool = Field(default=True, description="encode image + prompt once per pair")
     gradient_checkpointing: bool = False
+    sharding: Literal["none", "fsdp"] = Field(
+        default="none", description="fsdp: shard parameters, gradients and optimizer state over the processes "
+        "(torch FSDP2 on each transformer block); none: DDP, every process holds the whole model")
 
     # outputs
     save_every: int = Field(default=0, ge=0, description="checkpoint every N optimizer steps (0: only at the end)")
@@ -112,6 +115,9 @@ class TrainConfig(StrictModel):
         if self.finetune == "lora" and self.reference == "online" and full_parts:
             raise ValueError("reference: online with LoRA is the model with its adapters disabled, which still "
                              "has the projector / vision weights being trained; use reference: precomputed")
+        if self.sharding == "fsdp" and self.mixed_precision == "fp16":
+            raise ValueError("sharding: fsdp trains in float32 or under bf16 autocast; fp16 needs a loss scaler the "
+                             "sharded loop does not run (use mixed_precision: bf16)")
         if self.dtype != "float32" and full_parts and self.mixed_precision == "no":
             raise ValueError(f"full weights stored in {self.dtype} lose AdamW updates smaller than half a "
                              f"{self.dtype} step; set mixed_precision: bf16 (they are then kept in float32)")

@@ -8,9 +8,10 @@ Why our own loop on accelerate and not transformers' Trainer (or TRL's DPOTraine
 method here — responses continue from a shared image+prompt prefix, reference log-probs come from a cache, POVID
 scores a second negative built online — and Trainer's `compute_loss` hook would hide most of the loop behind it
 anyway. Exact resume needs the data order and RNG in our hands too. accelerate does what it is good at: processes,
-DDP and mixed precision (configs/accelerate/ddp.yaml). DeepSpeed ZeRO and FSDP are not supported yet: checkpoints
-here save each trainable parameter whole, which sharded parameters are not, and DeepSpeed's engine steps inside
-`backward`, which this loop's accumulation would have to follow; both need a GPU machine to validate.
+DDP and mixed precision (configs/accelerate/ddp.yaml). `sharding: fsdp` shards parameters, gradients and optimizer
+state with torch's FSDP2 instead of DDP (`training.sharding`; checkpoints gather the shards, so they stay whole).
+DeepSpeed ZeRO is not supported: its engine steps inside `backward`, which this loop's accumulation would have to
+follow, and it needs a GPU machine to validate.
 
 The run, top to bottom:
 1. load the model and the examples (truncation policy in `training.data`; dropped examples -> out/dropped.jsonl);
@@ -47,7 +48,7 @@ import torch
 from vlpref.errors import VlprefError
 from vlpref.models.fingerprint import model_fingerprint
 from vlpref.models.vlm import VLM
-from vlpref.training import checkpoint
+from vlpref.training import checkpoint, sharding
 from vlpref.training.config import TrainConfig
 from vlpref.training.data import Example, load_examples
 from vlpref.training.forward import allow_checkpointing, score_examples
@@ -170,7 +171,14 @@ class Trainer:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             allow_checkpointing(model)
         model.train()
+        # FSDP: shard in place before the optimizer is made (fully_shard replaces the parameters with DTensors)
+        self.sharded = c.sharding == "fsdp" and self.world > 1
+        if c.sharding == "fsdp" and not self.sharded:
+            self.log("sharding: fsdp with one process: nothing to shard, training unsharded")
+        if self.sharded:
+            sharding.shard(model, list(getattr(self.vlm.model, "_no_split_modules", None) or []))
         self.trainable = model  # unwrapped (names without DDP's "module.")
+        self.model_path = path
         optimizer = torch.optim.AdamW(param_groups(model, c.lr, c.projector_lr, c.weight_decay), lr=c.lr,
                                       betas=c.adam_betas)
         self.batch = c.batch_size * c.grad_accum * self.world
@@ -181,8 +189,12 @@ class Trainer:
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[c.schedule]
         self.scheduler = get_scheduler(name, optimizer, num_warmup_steps=math.ceil(c.warmup_ratio * self.total),
                                        num_training_steps=self.total)
-        # The scheduler is not prepared: accelerate would step it once per process.
-        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        # The scheduler is not prepared: accelerate would step it once per process. A sharded model is not
+        # prepared either: FSDP already synchronises its gradients (accelerate would wrap it in DDP as well).
+        if self.sharded:
+            self.model, self.optimizer = model, optimizer
+        else:
+            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         n_train = sum(p.numel() for p in self.trainable.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in self.trainable.parameters())
         self.log(f"{c.method} on {c.model}: {n_train:,} of {n_all:,} parameters train ({c.finetune}); "
@@ -202,11 +214,15 @@ class Trainer:
     def micro_loss(self, batch: list[Example], normaliser: float) -> tuple[torch.Tensor, dict]:
         """This micro-batch's part of the global batch's loss (already scaled), and its metrics (sums over pairs)."""
         c = self.config
+        # a prepared model runs under accelerate's autocast by itself; a sharded one (not prepared) is put under it
+        autocast = self.accelerator.autocast() if self.sharded else nullcontext()
         if c.method != "dpo":  # NLL summed over tokens; normaliser = the global batch's token count
-            sums, counts = score_examples(self.vlm, batch, self.root, self.prefix_sharing, model=self.model)
+            with autocast:
+                sums, counts = score_examples(self.vlm, batch, self.root, self.prefix_sharing, model=self.model)
             nll = -sums[:, 0].sum()
             return nll * self.world / normaliser, {"nll_sum": nll.item(), "tokens": counts.sum().item()}
-        terms, counts = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
+        with autocast:
+            terms, counts = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
         if self.reference is not None:
             cached = self.reference[[self.row[id(e)] for e in batch]].to(counts.device)
             ref = {t: cached[:, i] for i, t in enumerate(TERMS[c.objective])}
@@ -216,7 +232,8 @@ class Trainer:
                     with self.accelerator.autocast():
                         ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.copy)
                 else:
-                    with self.accelerator.unwrap_model(self.model).disable_adapter():
+                    with self.accelerator.unwrap_model(self.model).disable_adapter(), \
+                            self.accelerator.autocast() if self.sharded else nullcontext():
                         ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
         out, found = objective_loss(c, terms, ref, counts)
         found = {k: v * len(batch) for k, v in found.items()}  # sums, averaged over the global batch at log time
@@ -253,14 +270,22 @@ class Trainer:
             for micro in range(c.grad_accum):
                 part = mine[micro * c.batch_size : (micro + 1) * c.batch_size]
                 last = micro == c.grad_accum - 1
-                with nullcontext() if last else acc.no_sync(self.model):
+                if self.sharded:  # FSDP reduce-scatters once, after the last micro-batch's backward
+                    self.model.set_requires_gradient_sync(last)
+                with nullcontext() if last or self.sharded else acc.no_sync(self.model):
                     loss_part, values = self.micro_loss([self.examples[i] for i in part], normaliser)
                     acc.backward(loss_part)
                 step_loss += loss_part.detach()
                 for k, v in values.items():
                     totals[k] = totals.get(k, 0.0) + v
             grad_norm = None
-            if c.max_grad_norm is not None:
+            if self.sharded:
+                sharding.release(self.model)
+            if c.max_grad_norm is not None and self.sharded:  # the norm over every shard (DTensor collectives)
+                norm = torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.grad is not None], c.max_grad_norm)
+                grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+            elif c.max_grad_norm is not None:
                 grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm))
             lr = self.scheduler.get_last_lr()[0]  # the rate this step used
             self.optimizer.step()
@@ -302,9 +327,14 @@ class Trainer:
         """out/model: a standard HF model folder (LoRA merged), loadable by VLM.load / from_pretrained;
         out/adapter: the LoRA adapter alone (peft layout) for LoRA runs."""
         self.accelerator.wait_for_everyone()
+        weights = sharding.full_trainable(self.trainable) if self.sharded else None  # a collective: all processes
         if not self.main:
             return
         model = self.trainable
+        if self.sharded:  # rebuilt whole on the CPU, with the gathered trained weights
+            base = VLM.load(self.model_path, dtype=self.config.dtype, revision=self.config.revision)
+            model = setup_trainable(base.model, self.config)
+            sharding.load_trainable(model, weights)
         if self.config.finetune == "lora":
             model.save_pretrained(self.out / "adapter")
             full = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
