@@ -212,15 +212,19 @@ def _torchrun(config_path: Path, out: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.mark.parametrize("finetune, contrast", [("lora", False), ("lora", True), ("full", False)],
-                         ids=["lora", "lora-image-contrast", "full"])
-def test_fsdp_two_processes_give_the_losses_of_one_and_resume_exactly(tiny_dirs, tmp_path, finetune, contrast):
+@pytest.mark.parametrize("finetune, contrast, extra", [
+    ("lora", False, {}), ("lora", True, {}), ("full", False, {}),
+    ("lora", False, {"objective": "povid", "gradient_checkpointing": True})],
+    ids=["lora", "lora-image-contrast", "full", "povid-checkpointing"])
+def test_fsdp_two_processes_give_the_losses_of_one_and_resume_exactly(tiny_dirs, tmp_path, finetune, contrast,
+                                                                      extra):
     """`sharding: fsdp` over 2 CPU processes: the losses and trained weights of 1 unsharded process (global batch
-    equal); a resume from a gathered checkpoint continues with the uninterrupted sharded run's losses exactly."""
+    equal); a resume from a gathered checkpoint continues with the uninterrupted sharded run's losses exactly.
+    POVID adds a forward under the noised image to each step, and gradient checkpointing replays blocks in the
+    backward: both must keep the gathered weights alive."""
     pairs_dir = make_pairs(tmp_path / "pairs", contrast=contrast)
     one = config(tiny_dirs["llava"], pairs_dir, batch_size=2, max_steps=3, finetune=finetune, lr=1e-3,
-                 lora={"r": 4, "alpha": 8, "dropout": 0}, save_every=1,
-                 reference="precomputed")
+                 lora={"r": 4, "alpha": 8, "dropout": 0}, save_every=1, reference="precomputed", **extra)
     two = one.model_copy(update={"batch_size": 1, "sharding": "fsdp"})
     train(one, tmp_path / "one", log=lambda *a: None)
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(json.loads(two.model_dump_json())))
