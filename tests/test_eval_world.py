@@ -37,3 +37,14 @@ def test_compare_names_bad_input(tmp_path):
     assert out.returncode == 2 and "no results.json" in out.stderr
     one = vlpref("eval", "compare", str(tmp_path / "a"), "--out", str(tmp_path / "c"))
     assert one.returncode == 2 and "at least two run folders" in one.stderr
+
+
+def test_the_built_split_follows_world_images(tmp_path):
+    from vlpref.evaluation.run import EvalConfig, evaluate
+
+    small = evaluate(EvalConfig(benchmark="world", world_images=2, max_new_tokens=4), tmp_path, log=lambda *_: None)
+    split = tmp_path / "eval-split" / "records.jsonl"
+    lines = len(split.read_text().splitlines())
+    evaluate(EvalConfig(benchmark="world", world_images=3, max_new_tokens=4), tmp_path, log=lambda *_: None)
+    assert len(split.read_text().splitlines()) > lines  # rebuilt with 3 scenes, not the 2-scene split reused
+    assert small["benchmark"] == "world"

@@ -13,6 +13,8 @@ for the given attribute values in every question.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 from vlpref.errors import VlprefError
@@ -39,9 +41,16 @@ def run(session: Session) -> dict:
 
     config = session.config
     data = Path(config.data).expanduser() if config.data else session.out / "eval-split"
-    if not (data / "records.jsonl").is_file():
-        if config.data:
-            raise VlprefError(f"world: {data} is not a world split (no records.jsonl); leave data out to build one")
-        build_split(data, "eval", config.world_images, tasks=("describe", "pope"))
+    if config.data and not (data / "records.jsonl").is_file():
+        raise VlprefError(f"world: {data} is not a world split (no records.jsonl); leave data out to build one")
+    if not config.data:
+        # the split this run builds is rebuilt when `world_images` changes (a marker records what it was built with)
+        marker = session.out / "eval-split.json"
+        built = json.loads(marker.read_text()) if marker.is_file() else None
+        if built != {"images": config.world_images} or not (data / "records.jsonl").is_file():
+            if data.is_dir():
+                shutil.rmtree(data)
+            build_split(data, "eval", config.world_images, tasks=("describe", "pope"))
+            marker.write_text(json.dumps({"images": config.world_images}))
     return evaluate_world(session.vlm(), data, batch_size=config.batch_size or 128,
                           max_new_tokens=session.max_new_tokens(64), steer=steer_targets(config.steer), oracle=True)
