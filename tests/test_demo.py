@@ -23,7 +23,9 @@ def test_quick_demo_writes_every_row_and_resumes(tmp_path):
     for row in ROWS[1:]:
         assert (tmp_path / "demo" / "seed-0" / "train" / row.name / "model" / "config.json").is_file()
     again = vlpref("demo", "--quick", "--out", str(tmp_path / "demo"))
-    assert again.returncode == 0 and "train," not in again.stdout and "evaluate," not in again.stdout
+    said = again.stdout + again.stderr  # the progress lines go to the console (stderr)
+    assert again.returncode == 0 and "seed 0: evaluate" not in said and "seed 0: train" not in said
+    assert "results in" in said
 
 
 def test_demo_rows_are_checked():
@@ -35,3 +37,25 @@ def test_demo_rows_are_checked():
         DemoConfig(rows=["base", "povid-stage2"])
     with pytest.raises(ValueError, match="unknown row 'dpo'"):
         DemoConfig(rows=["dpo"])
+
+
+def test_a_changed_setting_redoes_what_depends_on_it(tmp_path):
+    """Rerun with other training settings for one row: that row (and only that row, plus what starts from it) is
+    trained and evaluated again; the rest is reused."""
+    import yaml
+
+    from vlpref.demo import DemoConfig
+
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(yaml.safe_dump({"rows": ["base", "sft", "povid-stage1", "povid-stage2"]}))
+    first = vlpref("demo", "--quick", "--config", str(quick), "--out", str(tmp_path / "demo"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    settings = DemoConfig(rows=["base", "sft", "povid-stage1", "povid-stage2"]).model_dump()
+    settings["row_train"] = {"povid-stage1": {"lr": 3e-4}}
+    quick.write_text(yaml.safe_dump({k: settings[k] for k in ("rows", "row_train")}))
+    again = vlpref("demo", "--quick", "--config", str(quick), "--out", str(tmp_path / "demo"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    said = " ".join((again.stdout + again.stderr).split())
+    assert "train, POVID stage 1" in said and "train, POVID stage 2" in said  # stage 2 starts from stage 1
+    assert "train, SFT" not in said and "evaluate, SFT" not in said
+    assert "evaluate, POVID stage 1" in said

@@ -28,6 +28,7 @@ evaluation from OUT/seed-N/eval/<row>.json. Stage logs go to OUT/demo.log.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -152,6 +153,11 @@ def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig) -> dict
     return {k: v for k, v in results.items() if k in METRICS or k.startswith("pope_yes_ratio")}
 
 
+def _stale(made: Path, marker: Path, settings: dict) -> bool:
+    """Whether `made` is missing or was made with other `settings` than `marker` records."""
+    return not made.is_file() or not marker.is_file() or json.loads(marker.read_text()) != settings
+
+
 def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> list[dict]:
     from vlpref.training.trainer import train
     from vlpref.world.models import world_model_path
@@ -165,30 +171,51 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
         build_data(paper, out / "data" / paper, config, seed, recipes, log)
         seconds[f"data/{paper}"] = time.perf_counter() - began
     eval_split = out / "eval-split"
-    if not (eval_split / "records.jsonl").is_file():
+    # What each cached stage was made with: a changed setting redoes that stage (and what depends on it) instead of
+    # silently reusing it.
+    split_settings = {"images": config.eval_images, "seed": seed}
+    if _stale(eval_split / "records.jsonl", out / "eval-split.json", split_settings):
+        shutil.rmtree(eval_split, ignore_errors=True)
+        shutil.rmtree(out / "eval", ignore_errors=True)  # every row's evaluation was on the old split
         build_split(eval_split, "eval", config.eval_images, tasks=("describe", "pope"), seed=seed)
+        (out / "eval-split.json").write_text(json.dumps(split_settings))
     models = {"base": str(world_model_path())}
+    made_of = {"base": "world-base"}  # row -> what its model was made with, for the caches that depend on it
     results = []
     for row in rows:
         if row.recipe is not None:
             run = out / "train" / row.name
-            if not (run / "summary.json").is_file():  # written after the export: the row finished
+            start = models[row.start] if row.start else models["base"]
+            cfg = train_config(row, out / "data" / row.paper / row.data, start, config, seed, recipes)
+            # the settings and the starting model's own record (POVID stage 2 starts from stage 1's model)
+            settings = {"config": json.loads(cfg.model_dump_json()), "start": made_of.get(row.start or "base")}
+            marker = run / "demo.json"
+            if marker.is_file() and json.loads(marker.read_text()) != settings:
+                shutil.rmtree(run)  # made with other settings: train afresh
+            if not (run / "summary.json").is_file():  # unfinished (the trainer resumes it) or not started
                 began = time.perf_counter()
                 say(f"seed {seed}: train, {row.label}")
-                start = models[row.start] if row.start else models["base"]
-                cfg = train_config(row, out / "data" / row.paper / row.data, start, config, seed, recipes)
+                run.mkdir(parents=True, exist_ok=True)
+                marker.write_text(json.dumps(settings))  # before training: a resumed run is checked against it
                 train(cfg, run, log=log)
                 seconds[f"train/{row.name}"] = time.perf_counter() - began
+            elif not marker.is_file():  # finished before these records existed: trusted if its config matches
+                if json.loads((run / "config.json").read_text()) != settings["config"]:
+                    raise VlprefError(f"{run} was trained with other settings; remove it (or use another --out)")
+                marker.write_text(json.dumps(settings))
             models[row.name] = str(run / "model")
+            made_of[row.name] = (run / "demo.json").read_text() + (run / "summary.json").read_text()
         cached = out / "eval" / f"{row.name}.json"
-        if cached.is_file():
-            metrics = json.loads(cached.read_text())
+        # the evaluation records what it evaluated: a retrained row is evaluated again
+        trained = made_of[row.name]
+        if cached.is_file() and json.loads(cached.read_text()).get("_model") == trained:
+            metrics = {k: v for k, v in json.loads(cached.read_text()).items() if k != "_model"}
         else:
             began = time.perf_counter()
             say(f"seed {seed}: evaluate, {row.label}")
             metrics = evaluate(models[row.name], eval_split, row, config)
             cached.parent.mkdir(parents=True, exist_ok=True)
-            cached.write_text(json.dumps(metrics, indent=2))
+            cached.write_text(json.dumps({**metrics, "_model": trained}, indent=2))
             seconds[f"eval/{row.name}"] = time.perf_counter() - began
         results.append({"method": row.name, "label": row.label, "seed": seed, **metrics})
     (out / "seconds.json").write_text(json.dumps(seconds, indent=2))
