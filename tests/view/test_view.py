@@ -4,7 +4,9 @@ inside their roots, a Content-Security-Policy without scripts, escaped text."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -192,3 +194,23 @@ def test_only_local_host_names_are_answered(pairs_dir, serve_viewer):
     with pytest.raises(urllib.error.HTTPError) as error:  # a DNS-rebinding page would send its own name
         urllib.request.urlopen(request)
     assert error.value.code == 400
+
+
+def test_two_runs_are_matched_by_id_not_position(eval_runs, serve_viewer, tmp_path):
+    import shutil
+
+    second = tmp_path / "tuned"
+    shutil.copytree(eval_runs[1], second)
+    items = [json.loads(line) for line in (second / "items.jsonl").read_text().splitlines()]
+    for item in items:  # an answer that names its own item, so a wrong pairing shows
+        item["answer"] = f"answer to {item['id']}"
+    lines = [json.dumps(item) for item in reversed(items)]  # the same items, the other way round
+    (second / "items.jsonl").write_text("\n".join(lines) + "\n")
+    base = serve_viewer([eval_runs[0], second])
+    first_item = json.loads((eval_runs[0] / "items.jsonl").read_text().splitlines()[0])
+    partner = next(json.loads(line) for line in lines if json.loads(line)["id"] == first_item["id"])
+    status, _, body = get(base + "/item/0")
+    page = body.decode()
+    assert status == 200 and page.count('class="text answer"') == 2
+    answers = re.findall(r'<div class="text answer">(.*?)</div>', page, re.S)
+    assert html.unescape(answers[1]) == partner["answer"]
