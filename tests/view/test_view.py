@@ -214,3 +214,17 @@ def test_two_runs_are_matched_by_id_not_position(eval_runs, serve_viewer, tmp_pa
     assert status == 200 and page.count('class="text answer"') == 2
     answers = re.findall(r'<div class="text answer">(.*?)</div>', page, re.S)
     assert html.unescape(answers[1]) == partner["answer"]
+
+
+def test_a_broken_records_line_is_named(tmp_path, monkeypatch):
+    from vlpref.errors import VlprefError
+    from vlpref.view.app import build_app
+
+    monkeypatch.setenv("VLPREF_VIEW_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "pairs"
+    root.mkdir()
+    (root / "meta.json").write_text(json.dumps({"kind": "pairs"}))
+    (root / "records.jsonl").write_text('{"id": "a", "chosen": "x", "rejected": "y", "strategy": "s"}\n{"id": \n')
+    with pytest.raises(VlprefError, match=r"records.jsonl, line 2: not valid JSON"):
+        build_app([root], log=lambda *_: None)
+    assert not list((tmp_path / "cache").glob("*"))  # no half-written index left behind

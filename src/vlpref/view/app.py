@@ -99,7 +99,8 @@ def build_app(paths: list[str | Path], page_size: int = PAGE_SIZE, log=print,
         try:
             index = PairIndex.open(root, log=log)
         except ValueError as error:
-            raise VlprefError(f"view: {error}; or an evaluation run folder (results.json)") from None
+            hint = "" if "line" in str(error) else "; or an evaluation run folder (results.json)"
+            raise VlprefError(f"view: {error}{hint}") from None
         _pair_routes(app, index, render, page_size)
     else:
         raise VlprefError("view: two folders must both be evaluation runs (results.json)")

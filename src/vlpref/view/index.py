@@ -49,24 +49,31 @@ def _stamp(path: Path, *more: str) -> str:
 
 def _records(path: Path):
     with path.open(encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             if line.strip():
-                yield json.loads(line)
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
 
 
 def _write(target: Path, schema: pa.Schema, rows) -> None:
     """Stream `rows` (dicts) into an Arrow IPC file, BATCH rows at a time; atomic (written, then renamed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema) as writer:
-        batch = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == BATCH:
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, schema) as writer:
+            batch = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) == BATCH:
+                    writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+                    batch = []
+            if batch:
                 writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-                batch = []
-        if batch:
-            writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
+    except BaseException:  # a bad record: no half-written file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.rename(target)
 
 
