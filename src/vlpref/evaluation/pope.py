@@ -82,24 +82,23 @@ def run(session: Session) -> dict:
 
     (session.out / "answers").mkdir(exist_ok=True)
     results: dict = {"splits": {}, "question_files": {}}
-    all_texts, all_labels = [], []
+    # the answers as the chosen scorer reads them: the official parser's verdict, or lmms-eval's bare text
+    read = pope_answer if config.scoring == "official" else (lambda text: text.lower().strip())
+    score = pope_metrics if config.scoring == "official" else pope_metrics_lmms_eval
+    all_verdicts, all_labels = [], []
     for name, (path, rows) in splits.items():
         texts = [next(answers) for _ in rows]
-        all_texts += texts
-        all_labels += [row["label"] for row in rows]
         write_jsonl(session.out / "answers" / f"{name}.jsonl",
                     [{"question_id": row["question_id"], "prompt": next(prompts), "text": text}
                      for row, text in zip(rows, texts, strict=True)])
         labels = [row["label"] for row in rows]
-        for row, text in zip(rows, texts, strict=True):
-            verdict = pope_answer(text) if config.scoring == "official" else text.lower().strip()
+        verdicts = [read(t) for t in texts]
+        for row, verdict in zip(rows, verdicts, strict=True):
             session.detail(f"{path.stem}:{row['question_id']}", split=name, reference=row["label"], parsed=verdict,
                            correct=verdict == row["label"])
-        if config.scoring == "official":
-            metrics = pope_metrics([pope_answer(t) for t in texts], labels)
-        else:
-            metrics = pope_metrics_lmms_eval(texts, labels)
-        results["splits"][name] = metrics
+        results["splits"][name] = score(verdicts, labels)
+        all_verdicts += verdicts
+        all_labels += labels
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         results["question_files"][path.name] = {"sha256": digest, "version": VERSIONS.get(digest, "unknown")}
     # LLaVA-1.5's single number: the mean of the three COCO splits' F1, only when all three were scored (a mean
@@ -112,8 +111,6 @@ def run(session: Session) -> dict:
         key = f"f1_mean_{dataset}" if dataset else "f1_mean"
         results[key] = sum(f1s.values()) / 3 if set(f1s) == set(SPLIT_ORDER) else None
     # lmms-eval's `pope` task pools every question into one metric; reported too, for comparison with its tables
-    scorer = pope_metrics if config.scoring == "official" else pope_metrics_lmms_eval
-    parsed = [pope_answer(t) for t in all_texts] if config.scoring == "official" else all_texts
-    results["pooled"] = scorer(parsed, all_labels)
+    results["pooled"] = score(all_verdicts, all_labels)
     results["style"], results["scoring"] = config.style, config.scoring
     return results

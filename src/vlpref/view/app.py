@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from vlpref.data.images import resolve_image
 from vlpref.errors import VlprefError
 from vlpref.evaluation.run import inside
 from vlpref.view.index import Filters, PairIndex, word_diff
@@ -54,15 +55,6 @@ def _float(value: str | None) -> float | None:
     except ValueError:
         return None
     return number if number is not None and math.isfinite(number) else None
-
-
-def _confined(root: Path, path: str | Path) -> Path:
-    """`path` (absolute, or relative to `root`) if it lies inside `root` and is a file, else 404."""
-    base = root.resolve()
-    target = (base / path).resolve()
-    if not target.is_relative_to(base) or not target.is_file():
-        raise HTTPException(status_code=404, detail="no such image")
-    return target
 
 
 def build_app(paths: list[str | Path], page_size: int = PAGE_SIZE, log=print,
@@ -148,16 +140,21 @@ def _pair_routes(app: FastAPI, index: PairIndex, render, page_size: int) -> None
             raise HTTPException(status_code=404, detail="no such image")
         field = "rejected_images" if side == "rejected" and record["rejected_images"] else "images"
         names = json.loads(record[field])
-        if not 0 <= k < len(names) or Path(names[k]).is_absolute():
+        try:  # the dataset's own rule: relative, inside the root (vlpref.data.images)
+            path = resolve_image(index.root, names[k]) if 0 <= k < len(names) else None
+        except ValueError:
+            path = None
+        if path is None or not path.is_file():
             raise HTTPException(status_code=404, detail="no such image")
-        return FileResponse(_confined(index.root, names[k]))
+        return FileResponse(path)
 
 
 def _load_run(folder: Path) -> dict:
-    results = json.loads((folder / "results.json").read_text())
-    items_file = folder / "items.jsonl"
-    items = [json.loads(line) for line in items_file.read_text(encoding="utf-8").split("\n") if line.strip()] \
-        if items_file.is_file() else []
+    from vlpref.evaluation.report import load_run
+    from vlpref.evaluation.run import read_jsonl
+
+    results = load_run(folder)
+    items = read_jsonl(folder / "items.jsonl", "items") if (folder / "items.jsonl").is_file() else []
     roots = [Path(r) for r in (results.get("data_folder"), results.get("images_folder")) if r]
     plots = sorted(p.name for p in folder.glob("*.png"))
     return {"name": folder.name, "folder": folder, "results": results, "items": items, "roots": roots,
