@@ -2,7 +2,7 @@
 
 import pytest
 
-from vlpref.bench import bench_judge, bench_sample
+from vlpref.bench.generation import bench_judge, bench_sample
 
 
 def test_bench_sample_reports_identical_outputs():
@@ -18,7 +18,7 @@ def test_bench_judge_reports_efficiency():
 
 
 def test_bench_dpo_matches_trl_loss_and_reports_its_keys():
-    from vlpref.training.bench import bench_dpo
+    from vlpref.bench.dpo import bench_dpo
 
     result = bench_dpo(batch=2, steps=2)
     assert result["loss_abs_diff"] <= 1e-4  # same weights, same batch: our loss is TRL's
@@ -29,7 +29,7 @@ def test_bench_dpo_matches_trl_loss_and_reports_its_keys():
 
 
 def test_bench_view_pages_and_filters_a_synthetic_dataset():
-    from vlpref.view.bench import bench_view
+    from vlpref.bench.view import bench_view
 
     result = bench_view(pairs=300)
     assert result["pairs"] == 300 and result["jsonl_mb"] > 0

@@ -8,7 +8,7 @@ import yaml
 from vlpref.config import StrictModel, load_yaml, parse
 from vlpref.demo import DemoConfig
 from vlpref.errors import ConfigError
-from vlpref.pairs.recipe import DataRecipe
+from vlpref.prefs import DataRecipe
 from vlpref.training.config import TrainConfig
 from vlpref.world.pretrain import PoolConfig
 

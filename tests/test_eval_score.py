@@ -1,5 +1,6 @@
 """`vlpref eval score` on files in the official layouts: the numbers equal the scorers' (tested by hand in
-tests/numerics), POPE's split matching is checked by hand here, and answers that do not fit the questions fail."""
+tests/evaluation/scoring), POPE's split matching is checked by hand here, and answers that do not fit the questions
+fail."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 from tests.test_cli import vlpref
 from vlpref.errors import VlprefError
 from vlpref.evaluation.score import score
-from vlpref.numerics import amber, llava_bench, mme, mtbench
+from vlpref.evaluation.scoring import amber, llava_bench, mme, mtbench
 
-FIXTURES = Path(__file__).parent / "numerics" / "fixtures"
+FIXTURES = Path(__file__).parent / "evaluation" / "scoring" / "fixtures"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

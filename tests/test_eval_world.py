@@ -1,11 +1,20 @@
 """`vlpref eval world` writes the world benchmarks' JSON, markdown and plot; `vlpref eval compare` puts runs side
-by side with deltas and names bad input."""
+by side with deltas and names bad input; the world goes through the evaluation runner like every benchmark (journal,
+items for the viewer), and `evaluate_world`, the entry point for Python callers, gives the runner's numbers."""
 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
 
 from tests.test_cli import vlpref
+from vlpref.evaluation.run import EvalConfig, evaluate
+from vlpref.serve import serve_in_thread
+from vlpref.view.app import build_app
 
 
 def test_world_eval_then_compare(tmp_path):
@@ -40,11 +49,76 @@ def test_compare_names_bad_input(tmp_path):
 
 
 def test_the_built_split_follows_world_images(tmp_path):
-    from vlpref.evaluation.run import EvalConfig, evaluate
-
     small = evaluate(EvalConfig(benchmark="world", world_images=2, max_new_tokens=4), tmp_path, log=lambda *_: None)
     split = tmp_path / "eval-split" / "records.jsonl"
     lines = len(split.read_text().splitlines())
     evaluate(EvalConfig(benchmark="world", world_images=3, max_new_tokens=4), tmp_path, log=lambda *_: None)
     assert len(split.read_text().splitlines()) > lines  # rebuilt with 3 scenes, not the 2-scene split reused
     assert small["benchmark"] == "world"
+
+
+def quiet(*_):
+    pass
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+
+
+def test_world_runs_through_the_runner_journalled_and_viewable(tmp_path):
+    """The world is a normal benchmark: its answers are journalled (a second run asks the model nothing) and its
+    items, with their images, open in `vlpref view`."""
+    config = EvalConfig(benchmark="world", world_images=2, max_new_tokens=4)
+    first = evaluate(config, tmp_path / "run", log=quiet)
+    generated = first["calls"]["answers_generated"]
+    assert generated > 0 and first["calls"]["answers_cached"] == 0
+    again = evaluate(config, tmp_path / "run", log=quiet)
+    assert again["calls"]["answers_generated"] == 0 and again["calls"]["answers_cached"] == generated
+    assert {k: v for k, v in again.items() if k != "calls"} == {k: v for k, v in first.items() if k != "calls"}
+
+    items = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
+    assert {item["task"] for item in items} == {"describe", "pope"}
+    assert all(item["answer"] and Path(item["images"][0]).is_file() for item in items)
+    assert first["data_folder"] == str((tmp_path / "run" / "eval-split").absolute())
+    for split in ("random", "popular", "adversarial"):  # the items carry the verdicts the accuracy counts
+        rows = [item for item in items if item["task"] == "pope" and item["split"] == split]
+        assert all(item["correct"] == (item["parsed"] == item["reference"]) for item in rows)
+        assert first[f"pope_accuracy_{split}"] == pytest.approx(sum(item["correct"] for item in rows) / len(rows))
+    described = [item for item in items if item["task"] == "describe"]
+    assert len(described) == 2 and all(1 <= item["faithfulness"] <= 5 for item in described)
+    assert first["faithfulness"] == pytest.approx(sum(item["faithfulness"] for item in described) / 2)
+
+    with serve_in_thread(build_app([tmp_path / "run"], log=quiet)) as url:
+        base = url.removesuffix("/v1")
+        status, page = get(base + "/")
+        assert status == 200 and f"{len(items)} items".encode() in page
+        assert get(base + "/item/0")[0] == 200
+        status, image = get(base + "/image/item/0/0/0")  # served from the split the run built
+        assert status == 200 and image.startswith(b"\x89PNG")
+
+
+def test_evaluate_world_is_the_runners_world_benchmark(tmp_path):
+    """The entry point the demo and `vlpref world eval` call gives the runner's numbers, from a loaded model or a
+    model name; with a run folder it is journalled like any run."""
+    from vlpref.evaluation.run import RUN_KEYS
+    from vlpref.evaluation.world import evaluate_world
+    from vlpref.models.names import resolve_model
+    from vlpref.models.vlm import VLM
+    from vlpref.world.tasks import build_split
+
+    split = tmp_path / "split"
+    build_split(split, "eval", 2, tasks=("describe", "pope"))
+    run = evaluate(EvalConfig(benchmark="world", data=str(split), max_new_tokens=4, device="cpu"), tmp_path / "run",
+                   log=quiet)
+    vlm = VLM.load(resolve_model("world:world-base"))
+    metrics = evaluate_world(vlm, split, max_new_tokens=4, oracle=True)
+    assert metrics == {k: v for k, v in run.items() if k not in RUN_KEYS}
+    plain = evaluate_world(vlm, split, max_new_tokens=4)  # the oracle's ratings only when asked for
+    assert plain == {k: v for k, v in metrics.items() if k not in ("helpfulness", "faithfulness")}
+    for _ in range(2):
+        assert evaluate_world("world:world-base", split, tmp_path / "kept", max_new_tokens=4, device="cpu") == plain
+    assert json.loads((tmp_path / "kept" / "results.json").read_text())["calls"]["answers_generated"] == 0

@@ -80,11 +80,42 @@ def parse(model: type[M], data: Any, source: str = "config") -> M:
 
 def load_yaml(model: type[M], path: str | Path) -> M:
     """Read a YAML file into `model`; syntax and schema errors name the file."""
+    return parse(model, read_yaml(path), source=str(path))
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML file as a dict (empty file: {}); a missing file or bad syntax is a ConfigError naming the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as error:
+    except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse(model, data or {}, source=str(path))
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data or {}
+
+
+def overlay(model: type[M], base: dict, overrides: dict, source: str = "config", merge: tuple[str, ...] = ()) -> M:
+    """`base` (settings from a file) with `overrides` (command-line options, a demo row's settings) on top, parsed
+    into `model`. Overrides that are None are not given. An override replaces the base's value, except for the keys
+    in `merge`, whose dicts merge key by key (so `--judge-url` changes the judge's endpoint and keeps the rest of the
+    recipe's judge). The one way every command combines a recipe with its options.
+
+        >>> overlay(TrainConfig, read_yaml("recipes/seva/train_world.yaml"), {"lr": 1e-5, "seed": None})
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    merged = {**base, **given}
+    for key in merge:
+        if isinstance(base.get(key), dict) and isinstance(given.get(key), dict):
+            merged[key] = _merge(base[key], given[key])
+    return parse(model, merged, source=f"{source} (with {', '.join(given)} given)" if given else source)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged

@@ -35,12 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, model_validator
 from rich.console import Console
 from rich.table import Table
 
-from vlpref.config import StrictModel, load_yaml, parse
+from vlpref.config import StrictModel, load_yaml, overlay, read_yaml
 from vlpref.errors import VlprefError
 
 METRICS = ("pope_f1_random", "pope_f1_popular", "pope_f1_adversarial", "chair_s", "chair_i", "coverage",
@@ -119,34 +118,32 @@ def recipes_dir(config: DemoConfig) -> Path:
 
 # -- the stages -------------------------------------------------------------------------------------------------
 def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Path, log) -> None:
-    from vlpref.pairs.recipe import DataRecipe, run_recipe
+    from vlpref.pairs.build import READS
+    from vlpref.prefs import DataRecipe, run_recipe
 
     recipe = load_yaml(DataRecipe, recipes / paper / "data_world.yaml")
     if recipe.sample is not None:
         pool = [m.model_copy(update={"batch_size": config.sample_batch_size}) for m in recipe.sample.pool]
         recipe = recipe.model_copy(update={"sample": recipe.sample.model_copy(
             update={"world_images": config.world_images, "seed": seed, "pool": pool})})
-    recipe = recipe.model_copy(update={"pairs": recipe.pairs.model_copy(
-        update={"world_images": config.world_images, "seed": seed})})
+    reads = READS[recipe.pairs.strategy]  # only what this strategy reads (others are refused)
+    recipe = recipe.model_copy(update={"pairs": recipe.pairs.model_copy(update={
+        k: v for k, v in (("world_images", config.world_images), ("seed", seed)) if k in reads})})
     run_recipe(recipe, out, log=log)
 
 
 def train_config(row: Row, data: Path, model: str, config: DemoConfig, seed: int, recipes: Path):
     from vlpref.training.config import TrainConfig
 
-    settings = yaml.safe_load((recipes / row.recipe).read_text())
-    settings.update({"data": str(data), "model": model, "seed": seed})
-    if row.method:
-        settings["method"] = row.method
-    settings.update(config.train)
-    settings.update(config.row_train.get(row.name, {}))
-    return parse(TrainConfig, settings, source=f"{recipes / row.recipe} (demo row {row.name})")
+    return overlay(TrainConfig, read_yaml(recipes / row.recipe),
+                   {"data": str(data), "model": model, "seed": seed, "method": row.method, **config.train,
+                    **config.row_train.get(row.name, {})}, source=f"{recipes / row.recipe} (demo row {row.name})")
 
 
 def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig) -> dict[str, float]:
     from vlpref.data.steerlm import TOP
+    from vlpref.evaluation.world import evaluate_world
     from vlpref.models.vlm import VLM
-    from vlpref.world.metrics import evaluate_world
 
     results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size,
                              steer=TOP if row.steer else None, oracle=True)
@@ -159,8 +156,8 @@ def _stale(made: Path, marker: Path, settings: dict) -> bool:
 
 
 def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> list[dict]:
+    from vlpref.models.names import DEFAULT_MODEL, resolve_model
     from vlpref.training.trainer import train
-    from vlpref.world.models import world_model_path
     from vlpref.world.tasks import build_split
 
     rows = [r for r in ROWS if r.name in config.rows]
@@ -179,7 +176,7 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
         shutil.rmtree(out / "eval", ignore_errors=True)  # every row's evaluation was on the old split
         build_split(eval_split, "eval", config.eval_images, tasks=("describe", "pope"), seed=seed)
         (out / "eval-split.json").write_text(json.dumps(split_settings))
-    models = {"base": str(world_model_path())}
+    models = {"base": resolve_model(DEFAULT_MODEL)}
     made_of = {"base": "world-base"}  # row -> what its model was made with, for the caches that depend on it
     results = []
     for row in rows:

@@ -23,6 +23,8 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +93,61 @@ def clear_failures(out: Path) -> None:
     (Path(out) / FAILED_FILE).unlink(missing_ok=True)
 
 
-def report_failures(out: Path, failed: list[tuple[str, str]], what: str, field: str, done: str = "") -> None:
-    """Write out/failed.jsonl ({field: id, reason}) and raise the stage's error, if anything failed."""
-    if not failed:
-        return
-    path = Path(out) / FAILED_FILE
-    with path.open("w") as f:
-        for item, reason in failed:
-            f.write(json.dumps({field: item, "reason": reason}) + "\n")
-    raise VlprefError(f"{len(failed)} {what} failed after retries (first: {failed[0][1]}); {done}reasons in {path}. "
-                      "Run the same command again to retry only those.")
+@dataclass
+class Journalled:
+    """What `run_journalled` returns: each item's journalled value (None where it failed) and the failures."""
+
+    values: list[Any]
+    failed: list[tuple[str, str]]  # (item name, reason), also in out/failed.jsonl
+    failed_path: Path
+
+    def raise_failures(self, what: str, done: str = "") -> None:
+        """Raise the stage's error naming the failures, if any (call it once the partial output is written)."""
+        if self.failed:
+            raise VlprefError(f"{len(self.failed)} {what} failed after retries (first: {self.failed[0][1]}); {done}"
+                              f"reasons in {self.failed_path}. Run the same command again to retry only those.")
+
+
+def run_journalled(journal: Journal, keys: list[str], names: list[str], run: Callable[[list[int], Callable], None],
+                   out: Path, field: str, encode: Callable[[Any], Any] = lambda result: result,
+                   announce: Callable[[int, int], None] | None = None) -> Journalled:
+    """Run every item not yet in the journal, journal each result the moment it lands, and record the failures.
+
+        >>> done = run_journalled(journal, keys, [p.id for p in prompts], run, out, field="prompt")
+        >>> write_records(out, ..., [v for v in done.values if v is not None], incomplete=len(done.failed))
+        >>> done.raise_failures("judge call(s)")
+
+    keys[i] is item i's content key (items with equal keys run once) and names[i] its id in out/failed.jsonl.
+    `run(pending, landed)` does the work for the item indices in `pending` and calls `landed(j, result)` as the result
+    for pending[j] arrives: a failure (anything with a `.reason`, e.g. vlpref.models.remote.Failure) is journalled
+    as failed, anything else is stored as `encode(result)`. Failures of earlier runs are retried. `announce(items,
+    pending)` is told the counts (distinct items, items to run) before anything runs. Afterwards
+    out/failed.jsonl lists this run's failures ({field: name, reason}) or does not exist.
+    """
+    out = Path(out)
+    clear_failures(out)
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    pending = [i for key, i in first.items() if journal.get(key) is None]
+    if announce is not None:
+        announce(len(first), len(pending))
+    failed: list[tuple[str, str]] = []
+
+    def landed(j: int, result: Any) -> None:
+        i = pending[j]
+        if hasattr(result, "reason"):
+            journal.fail(keys[i], result.reason)
+            failed.append((names[i], result.reason))
+        else:
+            journal.put(keys[i], encode(result))
+
+    if pending:
+        run(pending, landed)
+    path = out / FAILED_FILE
+    if failed:
+        out.mkdir(parents=True, exist_ok=True)
+        with path.open("w") as f:
+            for name, reason in failed:
+                f.write(json.dumps({field: name, "reason": reason}) + "\n")
+    return Journalled([journal.get(key) for key in keys], failed, path)

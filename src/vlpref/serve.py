@@ -220,10 +220,10 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | Non
     """Load `model` (hub id, path or world:<name>) and serve it until interrupted."""
     import uvicorn
 
+    from vlpref.models.names import resolve_model, short_name
     from vlpref.models.vlm import VLM
-    from vlpref.world.models import model_path, short_name
 
-    vlm = VLM.load(model_path(model), dtype=dtype, device=device)
+    vlm = VLM.load(resolve_model(model), dtype=dtype, device=device)
     model_id = name or short_name(model)
     app = build_app(model_id, lambda chats, params: vlm.generate(chats, params, batch_size=max_batch),
                     max_batch=max_batch, max_wait_ms=max_wait_ms, request_log=request_log,

@@ -101,12 +101,11 @@ def test_sigkill_then_rerun_equals_uninterrupted(prompts, tmp_path):
 
 
 
-def test_judge_crash_then_rerun_repeats_no_call(prompts, tmp_path, monkeypatch):
+def test_judge_crash_then_rerun_repeats_no_call(prompts, tmp_path):
     """A judge that dies after 3 calls; the rerun makes only the missing calls and writes what a clean run does.
     (The oracle judges a prompt in microseconds, too fast to SIGKILL reliably mid-run; the HTTP judge's SIGKILL test
     lives with the served endpoint.)"""
-    from vlpref.annotations import judge as judge_module
-    from vlpref.world import judge as world_judge
+    from vlpref.annotations.judge import JudgeConfig, judge
     from vlpref.world.judge import OracleJudge
 
     cands = tmp_path / "cands"
@@ -120,16 +119,14 @@ def test_judge_crash_then_rerun_repeats_no_call(prompts, tmp_path, monkeypatch):
             calls.append(prompt.id)
             return super().annotate(prompt, candidates, rubric)
 
-    monkeypatch.setattr(world_judge, "OracleJudge", Dying)
     with pytest.raises(RuntimeError):
-        judge_module.judge(judge_module.JudgeConfig(), cands, tmp_path / "judged")
+        judge(JudgeConfig(), cands, tmp_path / "judged", oracle=Dying())
     first = list(calls)
     calls.clear()
-    monkeypatch.setattr(world_judge, "OracleJudge", OracleJudge)
     logs = []
-    judge_module.judge(judge_module.JudgeConfig(), cands, tmp_path / "judged", log=logs.append)
+    judge(JudgeConfig(), cands, tmp_path / "judged", log=logs.append, oracle=OracleJudge())
     n = len(read_records(prompts))
     assert len(first) == 3 and f"3 already judged, {n - 3} to judge" in logs[0]
     assert f"({n - 3} judge calls this run" in logs[1]
-    judge_module.judge(judge_module.JudgeConfig(), cands, tmp_path / "fresh")
+    judge(JudgeConfig(), cands, tmp_path / "fresh", oracle=OracleJudge())
     assert (tmp_path / "judged" / "records.jsonl").read_bytes() == (tmp_path / "fresh" / "records.jsonl").read_bytes()

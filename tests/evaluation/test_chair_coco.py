@@ -8,12 +8,12 @@ import json
 import pytest
 from PIL import Image
 
-from tests.numerics.test_coco_chair import words
+from tests.evaluation.scoring.test_coco_chair import words
 from vlpref.errors import VlprefError
 from vlpref.evaluation import run as run_module
 from vlpref.evaluation.run import EvalConfig, evaluate
+from vlpref.evaluation.scoring import coco_chair
 from vlpref.models.vlm import Generation
-from vlpref.numerics import coco_chair
 
 COLORS = {10: (255, 0, 0), 20: (0, 255, 0), 30: (0, 0, 255)}
 # by the image's dominant channel (JPEG moves the exact colour)

@@ -16,10 +16,10 @@ from vlpref.evaluation.mmvet import PARAPHRASED_PROMPT
 from vlpref.evaluation.mtbench import PARAPHRASED_PROMPTS
 from vlpref.evaluation.run import EvalConfig, JudgeSettings, evaluate
 from vlpref.evaluation.score import score
+from vlpref.evaluation.scoring.llava_bench import PARAPHRASED_RULE, SYSTEM_PROMPT
+from vlpref.evaluation.scoring.mmvet import MMVET_RETRY_SUFFIX
 from vlpref.models.remote import RemoteEndpoint
 from vlpref.models.vlm import Generation
-from vlpref.numerics.llava_bench import PARAPHRASED_RULE, SYSTEM_PROMPT
-from vlpref.numerics.mmvet import MMVET_RETRY_SUFFIX
 from vlpref.serve import build_app, serve_in_thread
 
 MODEL = "world:world-base"

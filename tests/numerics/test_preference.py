@@ -105,7 +105,7 @@ def test_bad_settings_are_named():
 
 @pytest.fixture(scope="module")
 def trl_inputs(tmp_path_factory):
-    from vlpref.training.bench import build_inputs
+    from vlpref.bench.dpo import build_inputs
 
     return build_inputs(tmp_path_factory.mktemp("trl"), pairs=2, answer_words=12)
 
@@ -115,7 +115,7 @@ def trl_inputs(tmp_path_factory):
 def test_loss_types_match_trl(trl_inputs, tmp_path, loss_type, label_smoothing, beta):
     """Each loss type TRL 1.16 shares with us gives TRL's step-1 loss: same tiny LLaVA, same batch, a reference that
     differs from the policy. (TRL's sigmoid ignores label smoothing, so conservative DPO is checked by hand above.)"""
-    from vlpref.training.bench import run_trl, step1_loss_ours
+    from vlpref.bench.dpo import run_trl, step1_loss_ours
 
     settings = {"loss_type": loss_type, "label_smoothing": label_smoothing, "beta": beta}
     theirs = run_trl(trl_inputs["policy"], trl_inputs["trl_dataset"], 2, 1, tmp_path, trl_inputs["other"],

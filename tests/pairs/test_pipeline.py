@@ -95,13 +95,13 @@ def test_image_contrast(world):
 def test_world_recipes_run_offline(method, tmp_path):
     """Each paper's offline data recipe, shrunk to one scene, makes pairs through `vlpref prefs`."""
     from vlpref.config import load_yaml
-    from vlpref.pairs.recipe import DataRecipe
+    from vlpref.prefs import DataRecipe
 
     recipe = load_yaml(DataRecipe, Path("recipes") / method / "data_world.yaml").model_dump()
-    for section in ("sample", "pairs"):
-        if recipe.get(section):
-            recipe[section]["world_images"] = 1
+    if recipe["pairs"]["strategy"] in ("povid", "image-contrast"):  # the strategies that read world prompts
+        recipe["pairs"]["world_images"] = 1
     if recipe.get("sample"):
+        recipe["sample"]["world_images"] = 1
         recipe["sample"]["prompts"] = None
         for member in recipe["sample"]["pool"]:
             member["decoding"]["max_new_tokens"] = 24

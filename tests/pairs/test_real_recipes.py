@@ -13,7 +13,7 @@ from vlpref.annotations.judge import JudgeConfig
 from vlpref.config import load_yaml
 from vlpref.data.store import read_meta
 from vlpref.pairs.inject import InjectorConfig
-from vlpref.pairs.recipe import DataRecipe, run_recipe
+from vlpref.prefs import DataRecipe, run_recipe
 
 RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*/data.yaml"))
 WORLD = ["world:world-base", "world:world-mid", "world:world-early", "world:world-small"]

@@ -120,7 +120,8 @@ def test_train_resumes_to_the_uninterrupted_losses(tmp_path):
 
     data = make_pairs(tmp_path / "pairs")
     config = write_yaml(tmp_path / "train.yaml", {
-        "method": "dpo", "data": str(data), "model": "world-base", "finetune": "lora", "lora": {"r": 8, "alpha": 16},
+        "method": "dpo", "data": str(data), "model": "world:world-base", "finetune": "lora",
+        "lora": {"r": 8, "alpha": 16},
         "lr": 1e-3, "batch_size": 2, "max_steps": 12, "save_every": 1, "seed": 3})
     out = tmp_path / "killed"
     cmd = [*VLPREF, "train", "--config", str(config), "--out", str(out)]

@@ -22,12 +22,12 @@ from vlpref.data.rejects import RejectLog
 from vlpref.errors import ConfigError, RecordError
 from vlpref.evaluation.amber import normalise
 from vlpref.evaluation.run import EvalConfig
-from vlpref.numerics.llava_bench import parse_score
-from vlpref.numerics.mme import mme_answer
-from vlpref.numerics.mmhal import mmhal_rating
-from vlpref.numerics.mmvet import mmvet_parse_grade
-from vlpref.numerics.mtbench import judge_rating
-from vlpref.numerics.pope import pope_answer, pope_metrics_lmms_eval
+from vlpref.evaluation.scoring.llava_bench import parse_score
+from vlpref.evaluation.scoring.mme import mme_answer
+from vlpref.evaluation.scoring.mmhal import mmhal_rating
+from vlpref.evaluation.scoring.mmvet import mmvet_parse_grade
+from vlpref.evaluation.scoring.mtbench import judge_rating
+from vlpref.evaluation.scoring.pope import pope_answer, pope_metrics_lmms_eval
 from vlpref.training.config import TrainConfig
 
 CASES = settings(max_examples=10_000 if LONG else 1000, deadline=None, derandomize=True,

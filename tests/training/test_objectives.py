@@ -83,5 +83,5 @@ def test_objectives_refuse_image_contrast_pairs_and_other_losses(tiny_dirs, tmp_
     data = make_pairs(tmp_path / "pairs", contrast=True)
     with pytest.raises(Exception, match="own rejected images"):
         train(config(tiny_dirs["llava"], data, objective="povid"), tmp_path / "run", log=lambda *a: None)
-    with pytest.raises(ValueError, match="sigmoid DPO"):
+    with pytest.raises(ValueError, match="loss_type is not read with objective: mdpo"):
         config(tiny_dirs["llava"], data, objective="mdpo", loss_type="ipo")

@@ -23,8 +23,23 @@ from vlpref.training.trainer import Trainer, train
 
 def config(model: str, data: Path, **overrides) -> TrainConfig:
     settings = dict(method="dpo", data=str(data), model=model, lr=5e-3, batch_size=2, grad_accum=2, max_steps=3,
-                    warmup_ratio=0.0, device="cpu", lora={"r": 4, "alpha": 8, "dropout": 0.1})
+                    warmup_ratio=0.0, device="cpu")
+    if overrides.get("finetune", "lora") == "lora":  # `lora` with finetune full is refused (it would not be read)
+        settings["lora"] = {"r": 4, "alpha": 8, "dropout": 0.1}
     return TrainConfig(**{**settings, **overrides})
+
+
+def write_yaml(cfg: TrainConfig, path: Path) -> Path:
+    """The keys the config was given, as a recipe file (a key a setting does not read is refused, so not all)."""
+    path.write_text(yaml.safe_dump(json.loads(cfg.model_dump_json(exclude_unset=True))))
+    return path
+
+
+def _torchrun(config_path: Path, out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vlpref",
+                           "train", "--config", str(config_path), "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def losses(run: Path) -> list[float]:
@@ -33,7 +48,6 @@ def losses(run: Path) -> list[float]:
 
 def test_lora_dpo_changes_the_adapters_and_nothing_else(tiny_dirs, pairs_dir, tmp_path):
     trainer = Trainer(config(tiny_dirs["llava"], pairs_dir), tmp_path / "run", log=lambda *a: None)
-    trainer.setup()
     before = {n: p.detach().clone() for n, p in trainer.trainable.named_parameters()}
     trainer.run()
     after = dict(trainer.trainable.named_parameters())
@@ -57,7 +71,6 @@ def test_full_finetune_trains_projector_not_vision(tiny_dirs, pairs_dir, tmp_pat
     cfg = config(tiny_dirs["qwen2_vl"], pairs_dir, finetune="full", freeze_projector=False, projector_lr=1e-3,
                  lr=2e-3, max_steps=2)
     trainer = Trainer(cfg, tmp_path / "run", log=lambda *a: None)
-    trainer.setup()
     before = {n: p.detach().clone() for n, p in trainer.trainable.named_parameters()}
     trainer.run()
     names = {id(p): n for n, p in trainer.trainable.named_parameters()}
@@ -157,11 +170,7 @@ def test_two_processes_give_the_losses_of_one(tiny_dirs, tmp_path, contrast):
     one = config(tiny_dirs["llava"], pairs_dir, batch_size=2, max_steps=3, lora={"r": 4, "alpha": 8, "dropout": 0})
     two = one.model_copy(update={"batch_size": 1})
     train(one, tmp_path / "one", log=lambda *a: None)
-    (tmp_path / "two.yaml").write_text(yaml.safe_dump(json.loads(two.model_dump_json())))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vlpref",
-                           "train", "--config", str(tmp_path / "two.yaml"), "--out", str(tmp_path / "two")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = _torchrun(write_yaml(two, tmp_path / "two.yaml"), tmp_path / "two")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 process(es)" in " ".join(done.stderr.split())  # the console writes to stderr and wraps
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5, abs=1e-6)
@@ -198,18 +207,10 @@ def test_bf16_full_weights_train_in_float32(tiny_dirs, pairs_dir, tmp_path):
     cfg = config(tiny_dirs["llava"], pairs_dir, dtype="bfloat16", mixed_precision="bf16", freeze_projector=False,
                  max_steps=1)
     trainer = Trainer(cfg, tmp_path / "run", log=lambda *a: None)
-    trainer.setup()
     trained = {n: p.dtype for n, p in trainer.trainable.named_parameters() if p.requires_grad}
     assert any(part_of(n) == "projector" for n in trained) and set(trained.values()) == {torch.float32}
     trainer.run()
     assert (tmp_path / "run" / "adapter" / "trained_in_full.safetensors").is_file()
-
-
-def _torchrun(config_path: Path, out: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "vlpref",
-                           "train", "--config", str(config_path), "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("finetune, contrast, extra", [
@@ -223,12 +224,12 @@ def test_fsdp_two_processes_give_the_losses_of_one_and_resume_exactly(tiny_dirs,
     POVID adds a forward under the noised image to each step, and gradient checkpointing replays blocks in the
     backward: both must keep the gathered weights alive."""
     pairs_dir = make_pairs(tmp_path / "pairs", contrast=contrast)
+    lora = {"lora": {"r": 4, "alpha": 8, "dropout": 0}} if finetune == "lora" else {}
     one = config(tiny_dirs["llava"], pairs_dir, batch_size=2, max_steps=3, finetune=finetune, lr=1e-3,
-                 lora={"r": 4, "alpha": 8, "dropout": 0}, save_every=1, reference="precomputed", **extra)
+                 save_every=1, reference="precomputed", **lora, **extra)
     two = one.model_copy(update={"batch_size": 1, "sharding": "fsdp"})
     train(one, tmp_path / "one", log=lambda *a: None)
-    (tmp_path / "two.yaml").write_text(yaml.safe_dump(json.loads(two.model_dump_json())))
-    done = _torchrun(tmp_path / "two.yaml", tmp_path / "two")
+    done = _torchrun(write_yaml(two, tmp_path / "two.yaml"), tmp_path / "two")
     assert done.returncode == 0, done.stderr[-3000:]
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5, abs=1e-6)
     # the exported model: whole weights, equal to the unsharded run's

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from vlpref.data.schema import Candidate
+from vlpref.world.claims import check_response
 from vlpref.world.inject import WorldInjector
 from vlpref.world.judge import OracleJudge
-from vlpref.world.metrics import check_response
 from vlpref.world.scenes import Scene
 from vlpref.world.tasks import build_split
 

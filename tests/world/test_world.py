@@ -8,7 +8,8 @@ import pytest
 
 from vlpref.data.store import read_records
 from vlpref.models.tokenizer import build_word_tokenizer
-from vlpref.world.metrics import check_response, description_metrics
+from vlpref.world.claims import check_response
+from vlpref.world.metrics import description_metrics
 from vlpref.world.parse import parse_claims
 from vlpref.world.scenes import Scene, SceneObject, WorldConfig, make_scene
 from vlpref.world.tasks import build_split, caption, world_vocabulary

@@ -2,14 +2,15 @@
 
     vlpref judge --candidates runs/cands --out runs/judged                  # the world's oracle, VLFeedback rubric
     vlpref judge --candidates runs/cands --out runs/judged --rubric helpsteer
-    vlpref judge --config recipes/judge_gpt4o.yaml --candidates runs/cands --out runs/judged
+    vlpref judge --config recipes/vlfeedback/data.yaml --candidates runs/cands --out runs/judged   # GPT-4o judge
 
     >>> from vlpref.annotations.judge import JudgeConfig, judge
-    >>> annotations = judge(JudgeConfig(), "runs/cands", "runs/judged")
+    >>> annotations = judge(JudgeConfig(backend="openai", endpoint=...), "runs/cands", "runs/judged")
 
 All of a prompt's responses are rated in one call, with the image shown to the judge, as VLFeedback's GPT-4V
 annotation does. Backends:
-- `oracle`: the shapes world's scene-graph judge (`vlpref.world.judge.OracleJudge`), the offline default;
+- `oracle`: a judge that needs no model call, given by the caller (`vlpref judge` gives the shapes world's
+  scene-graph judge, `vlpref.world.judge.OracleJudge`), the offline default;
 - `openai`: any OpenAI-compatible endpoint (GPT-4o, Gemini's compatible API, a vLLM-served VLM, `vlpref serve`),
   concurrent requests;
 - `local`: a transformers VLM in this process.
@@ -29,15 +30,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field, model_validator
 
+from vlpref.annotations.rubric import load_rubric
 from vlpref.config import StrictModel
+from vlpref.data.images import record_image_digests
 from vlpref.data.schema import Annotation, Candidate, DecodingParams, Prompt, Turn
 from vlpref.data.store import read_meta, read_records, write_records
-from vlpref.errors import VlprefError
-from vlpref.journal import Journal, clear_failures, content_key, report_failures
+from vlpref.errors import ConfigError, VlprefError
+from vlpref.journal import Journal, content_key, run_journalled
 from vlpref.models.remote import Completion, Failure, RemoteEndpoint, check_backend, endpoint_complete, local_complete
 
 
@@ -216,7 +219,15 @@ def prompts_of(candidates_dir: Path, given: str | None) -> Path:
     return Path(named)
 
 
-def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=print) -> list[Annotation]:
+class Annotator(Protocol):
+    """A judge that rates without a model call (the shapes world's oracle, `vlpref.world.judge.OracleJudge`)."""
+
+    def annotate(self, prompt: Prompt, candidates: list[Candidate], rubric: str) -> list[Annotation]: ...
+
+
+def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=print,
+          oracle: Annotator | None = None) -> list[Annotation]:
+    """Rate every prompt's candidates; `oracle` is the judge for backend oracle (the CLI passes the world's)."""
     candidates_dir, out = Path(candidates_dir), Path(out)
     prompts_dir = prompts_of(candidates_dir, config.prompts)
     prompts: list[Prompt] = read_records(prompts_dir)
@@ -229,47 +240,38 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
         raise VlprefError(f"{candidates_dir}: candidates name prompts the prompts folder lacks, e.g. {orphans[0]!r}")
     judge_id = config.judge_id()
     journal = Journal(out / "journal.sqlite")
-    clear_failures(out)
     work = [(p, by_prompt[p.id]) for p in prompts if by_prompt.get(p.id)]
     # Everything an annotation depends on: the judge, the rubric's content (not just its name), how it is asked,
     # the prompt with its image bytes, and the candidates.
-    from vlpref.annotations.rubric import load_rubric
-    from vlpref.data.images import record_image_digests
-
     how = [judge_id, load_rubric(config.rubric).model_dump(),
            config.model_dump(include={"decoding", "structured", "parse_retries", "retry_temperature"})]
     keys = [content_key("judge", how, p.model_dump(), record_image_digests(prompts_dir, p),
                         [(c.id, c.text, c.images) for c in mine]) for p, mine in work]
-    todo = [i for i, key in enumerate(keys) if journal.get(key) is None]
-    log(f"judge: {len(work)} prompts, {len(work) - len(todo)} already judged, {len(todo)} to judge")
-    failed: list[tuple[str, str]] = []
     usage = Usage()
-    if todo and config.backend == "oracle":
-        from vlpref.world.judge import OracleJudge
+    if config.backend == "oracle" and oracle is None:
+        raise ConfigError("backend oracle: this caller gave no oracle judge (the `vlpref judge` and `vlpref prefs` "
+                          "commands use the shapes world's)")
 
-        oracle = OracleJudge()
-        for i in todo:
-            prompt, mine = work[i]
-            journal.put(keys[i], [a.model_dump() for a in oracle.annotate(prompt, mine, rubric=config.rubric)])
-            usage.calls += 1
-    elif todo:
+    def run(pending: list[int], landed) -> None:
+        nonlocal usage
+        if config.backend == "oracle":
+            for j, i in enumerate(pending):
+                prompt, mine = work[i]
+                landed(j, oracle.annotate(prompt, mine, rubric=config.rubric))
+                usage.calls += 1
+            return
         complete = endpoint_complete(config.endpoint) if config.backend == "openai" else local_complete(config.model)
         chat_judge = ChatJudge(config, complete, judge_id, supports_schema=config.backend == "openai",
-                               memo=_AttemptMemo(journal, [keys[i] for i in todo]))
-
-        def on_done(j: int, result) -> None:
-            i = todo[j]
-            if isinstance(result, Failure):
-                journal.fail(keys[i], result.reason)
-                failed.append((work[i][0].id, result.reason))
-            else:
-                journal.put(keys[i], [a.model_dump() for a in result])
-
-        chat_judge.annotate_many([work[i] for i in todo], prompts_dir, on_done)
+                               memo=_AttemptMemo(journal, [keys[i] for i in pending]))
+        chat_judge.annotate_many([work[i] for i in pending], prompts_dir, landed)
         usage = chat_judge.usage
 
-    annotations = [Annotation.model_validate(a) for key in keys if (done := journal.get(key)) is not None
-                   for a in done]
+    done = run_journalled(journal, keys, [p.id for p, _ in work], run, out, field="prompt",
+                          encode=lambda result: [a.model_dump() for a in result],
+                          announce=lambda n, todo: log(f"judge: {n} prompts, {n - todo} already judged, "
+                                                       f"{todo} to judge"))
+    failed = done.failed
+    annotations = [Annotation.model_validate(a) for value in done.values if value is not None for a in value]
     status = Counter(a.parse_status for a in annotations)
     cost = usage.cost(config.endpoint.price_per_million if config.endpoint else None)
     tokens = "" if config.backend == "oracle" else (
@@ -283,5 +285,5 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
                   usage={"calls": usage.calls, "prompt_tokens": usage.prompt_tokens,
                          "completion_tokens": usage.completion_tokens, "cost_usd": cost}, incomplete=len(failed))
     journal.close()
-    report_failures(out, failed, "judge call(s)", "prompt")
+    done.raise_failures("judge call(s)")
     return annotations

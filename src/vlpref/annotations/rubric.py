@@ -60,9 +60,6 @@ def judge_prompt(rubric: Rubric, instruction: str, texts: list[str]) -> str:
     return rubric.template.format(instruction=instruction.strip(), items=items).rstrip() + "\n"
 
 
-_NUMBER = r"(\d+(?:\.\d+)?)"
-
-
 def _rating(text: str | None, rubric: Rubric) -> float | None:
     if text is None:
         return None

@@ -1,10 +1,10 @@
 """`vlpref sample`: N responses per prompt from a pool of models, each with its own decoding settings; resumable.
 
     vlpref sample --out runs/cands                      # the world's prefs prompts, the world base model
-    vlpref sample --config recipes/vlfeedback_data.yaml --out runs/cands
+    vlpref sample --config recipes/vlfeedback/data_world.yaml --out runs/cands   # the recipe's `sample` section
 
     >>> from vlpref.candidates.sample import SampleConfig, sample
-    >>> candidates = sample(SampleConfig(), "runs/cands")
+    >>> candidates = sample(SampleConfig(prompts="data/prompts"), "runs/cands")
 
 Each (prompt, model, image variant, index) is one request. Its result goes into the journal (`vlpref.journal`) the
 moment it is back, keyed by a hash of everything it depends on (the model, the prompt's text and image bytes, the
@@ -19,31 +19,31 @@ Image variants: with `augment` set, every prompt is also answered under its augm
 side). The augmented images are written under out/images/<augmentation>-<config hash>/ and named on those
 candidates.
 
-Backends: `local` (transformers, batched and left-padded through `vlpref.models.vlm.VLM`). A model named
-`world:<name>` is one of the shapes world's shipped models (`world:world-base` is the default pool).
+Backends: `local` (transformers, batched and left-padded through `vlpref.models.vlm.VLM`) and `openai` (any
+OpenAI-compatible endpoint, concurrent requests). A model named `world:<name>` is one of the shapes world's shipped
+models (`world:world-base` is the default pool). With no prompts folder, the `vlpref sample` command
+(`vlpref.prefs.run_sample`) builds the shapes world's prefs split.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
-from io import BytesIO
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from vlpref.config import StrictModel
-from vlpref.data.augment import AugmentConfig, augment
-from vlpref.data.images import load_image, record_image_digests, resolve_image
+from vlpref.data.augment import AugmentConfig, write_augmented
+from vlpref.data.images import load_image, record_image_digests
 from vlpref.data.schema import Candidate, DecodingParams, Prompt
 from vlpref.data.steerlm import check_targets, steered
 from vlpref.data.store import read_records, write_records
 from vlpref.errors import ConfigError
-from vlpref.journal import Journal, clear_failures, content_key, report_failures
+from vlpref.journal import Journal, content_key, run_journalled
+from vlpref.models.names import resolve_model, short_name
 from vlpref.models.remote import RemoteEndpoint, check_backend
-from vlpref.world.models import model_path, short_name
 
 
 class PoolMember(StrictModel):
@@ -110,69 +110,67 @@ class SampleConfig(StrictModel):
     seed: int = 0
 
 
-def resolve_prompts(config_prompts: str | None, out: Path, world_images: int, seed: int,
-                    tasks: tuple[str, ...] = ("describe", "open", "pope", "qa")) -> Path:
-    """The prompts folder: the given one, or the world's prefs split built (once) under out/prompts."""
-    if config_prompts is not None:
-        return Path(config_prompts)
-    root = out / "prompts"
-    if not (root / "records.jsonl").is_file():
-        from vlpref.world.tasks import build_split
-
-        build_split(root, "prefs", world_images, tasks=tuple(tasks), seed=seed)
-    return root
-
-
 def _load(root: Path, relative: str, candidate: Candidate, i: int):
     return load_image(root, relative, file=root, record_id=candidate.id, field=f"images[{i}]")
 
 
-def augmented_images(prompt: Prompt, root: Path, out: Path, config: AugmentConfig) -> list[str]:
-    """Write and return the augmented copies of a prompt's images, relative to `out`.
+@dataclass(frozen=True)
+class Request:
+    """One response to sample: which member answers which prompt, under which images, as which candidate."""
 
-    Augmentation is deterministic, so the bytes are made again on every run and a file that differs (a write cut
-    short by a kill) is replaced; the replacement is atomic (temporary file, then rename)."""
-    names = []
-    for i, relative in enumerate(prompt.images):
-        # The folder names the whole augmentation (op, step, space, seed …), so changing any of it never reuses
-        # images (or answers) made under another.
-        folder = f"{config.tag()}-{content_key(config.model_dump())[:8]}"
-        name = f"images/{folder}/{hashlib.sha256(f'{prompt.id}|{i}'.encode()).hexdigest()[:16]}.png"
-        source = load_image(root, relative, file=root, record_id=prompt.id, field=f"images[{i}]")
-        buffer = BytesIO()
-        augment(source, config, key=f"{prompt.id}|{i}").save(buffer, format="PNG")
-        target = resolve_image(out, name)
-        if not target.is_file() or target.read_bytes() != buffer.getvalue():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(".partial")
-            partial.write_bytes(buffer.getvalue())
-            os.replace(partial, target)
-        names.append(name)
-    return names
+    member: PoolMember
+    candidate: Candidate  # text still empty
+    key: str  # journal key: everything the answer depends on
+    root: Path  # the folder the image names are relative to (the prompts folder, or out/ for augmented images)
+    images: list[str]
 
 
 def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     """Sample every request not yet in out/journal.sqlite, then write out/records.jsonl (candidates)."""
-    from vlpref.models.vlm import VLM, Chat
-
     out = Path(out)
     names = [m.name for m in config.pool]
     if len(set(names)) != len(names):
         raise ConfigError(f"pool: model ids must be unique, got {names}; set `id` on each member")
     if not config.original and config.augment is None:
         raise ConfigError("original is false and augment is unset: there is nothing to sample")
-    root = resolve_prompts(config.prompts, out, config.world_images, config.seed, tuple(config.world_tasks))
+    if config.prompts is None:
+        raise ConfigError("sample: prompts is unset; name a prompts folder (the `vlpref sample` and `vlpref prefs` "
+                          "commands build the shapes world's prefs split when it is unset)")
+    root = Path(config.prompts)
     prompts: list[Prompt] = read_records(root)
     journal = Journal(out / "journal.sqlite")
-    clear_failures(out)
+    plan = _plan(config, prompts, root, out)
+    by_prompt = {p.id: p for p in prompts}
+
+    def run(pending: list[int], landed) -> None:
+        for member in config.pool:
+            mine = [j for j, i in enumerate(pending) if plan[i].member is member]
+            if mine:
+                _answer(member, [plan[pending[j]] for j in mine], by_prompt,
+                        lambda k, result, mine=mine: landed(mine[k], result), log)
+
+    done = run_journalled(journal, [r.key for r in plan], [r.candidate.id for r in plan], run, out,
+                          field="candidate", encode=lambda result: {"text": result.text,
+                                                                    "finish_reason": _finish(result.finish_reason)},
+                          announce=lambda n, todo: log(f"sample: {n} requests, {n - todo} already done, "
+                                                       f"{todo} to run"))
+    candidates = [r.candidate.model_copy(update=value) for r, value in zip(plan, done.values, strict=True)
+                  if value is not None]
+    write_records(out, "candidates", candidates, prompts=str(root.resolve()), config=config.model_dump(),
+                  config_hash=content_key(config.model_dump()), incomplete=len(done.failed))
+    journal.close()
+    done.raise_failures("request(s)", done=f"{len(candidates)} candidates written; ")
+    return candidates
+
+
+def _plan(config: SampleConfig, prompts: list[Prompt], root: Path, out: Path) -> list[Request]:
+    """Every request, in output order: prompt, then member, then image variant, then index."""
     variants: list[tuple[str, AugmentConfig | None]] = ([("original", None)] if config.original else []) + (
         [(config.augment.tag(), config.augment)] if config.augment else [])
-
-    # Every request, in output order: (candidate, journal key, chat images root, image names).
-    plan: list[tuple[PoolMember, Candidate, str, Path, list[str]]] = []
+    plan = []
     for prompt in prompts:
         digest = record_image_digests(root, prompt)
-        images_of = {variant: augmented_images(prompt, root, out, aug) if aug else list(prompt.images)
+        images_of = {variant: write_augmented(prompt, root, out, aug) if aug else list(prompt.images)
                      for variant, aug in variants}  # made once per prompt, shared by every pool member
         members = config.pool
         if config.models_per_prompt is not None and config.models_per_prompt < len(members):
@@ -181,7 +179,6 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
             members = [m for i, m in enumerate(members) if i in chosen]
         for member in members:
             for variant, aug in variants:
-                images = images_of[variant]
                 for index in range(member.n):
                     suffix = str(index) if aug is None else f"{variant}-{index}"
                     if member.decoding.seed is None:
@@ -193,70 +190,50 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
                                       digest, aug.model_dump() if aug else variant, decoding.model_dump())
                     candidate = Candidate(id=f"{prompt.id}/{member.name}/{suffix}", prompt_id=prompt.id,
                                           model_id=member.name, text="", decoding=decoding,
-                                          images=images if aug else None)
-                    plan.append((member, candidate, key, out if aug else root, images))
-
-    todo = [item for item in plan if journal.get(item[2]) is None]
-    log(f"sample: {len(plan)} requests, {len(plan) - len(todo)} already done, {len(todo)} to run")
-    by_prompt = {p.id: p for p in prompts}
-    failed: list[tuple[str, str]] = []
-    for member in config.pool:
-        mine = [item for item in todo if item[0] is member]
-        if not mine:
-            continue
-        chat_of = lambda c, r, images, member=member: Chat(  # noqa: E731
-            member.query(by_prompt[c.prompt_id]), [_load(r, name, c, i) for i, name in enumerate(images)])
-        if member.backend == "openai":
-            failed += _sample_remote(member, mine, chat_of, journal, log)
-            continue
-        vlm = VLM.load(model_path(member.model), dtype=member.dtype, device=member.device, revision=member.revision)
-        for start in range(0, len(mine), member.batch_size):
-            batch = mine[start : start + member.batch_size]
-            chats = [chat_of(c, r, images) for _, c, _, r, images in batch]
-            outputs = vlm.generate(chats, [c.decoding for _, c, _, _, _ in batch], batch_size=member.batch_size)
-            for (_, _, key, _, _), generated in zip(batch, outputs, strict=True):
-                journal.put(key, {"text": generated.text, "finish_reason": generated.finish_reason})
-            log(f"sample: {member.name} {min(start + member.batch_size, len(mine))}/{len(mine)}")
-        del vlm
-
-    candidates = []
-    for _, candidate, key, _, _ in plan:
-        done = journal.get(key)
-        if done is not None:
-            candidates.append(candidate.model_copy(update={"text": done["text"],
-                                                           "finish_reason": done["finish_reason"]}))
-    write_records(out, "candidates", candidates, prompts=str(root.resolve()), config=config.model_dump(),
-                  config_hash=content_key(config.model_dump()), incomplete=len(failed))
-    journal.close()
-    report_failures(out, failed, "request(s)", "candidate", done=f"{len(candidates)} candidates written; ")
-    return candidates
+                                          images=images_of[variant] if aug else None, variant=variant, index=index)
+                    plan.append(Request(member, candidate, key, out if aug else root, images_of[variant]))
+    return plan
 
 
-def _sample_remote(member: PoolMember, mine: list, chat_of, journal: Journal, log) -> list[tuple[str, str]]:
-    """Send a member's unfinished requests to its endpoint; journal each result as it lands."""
-    from vlpref.models.chat_api import to_openai_messages
-    from vlpref.models.remote import Completion, RemoteChat
+def _answer(member: PoolMember, requests: list[Request], by_prompt: dict[str, Prompt], landed, log) -> None:
+    """One member's answers to `requests`; `landed(k, result)` for requests[k] as each arrives (a Generation, a
+    Completion, or a Failure with its reason)."""
+    from vlpref.models.vlm import VLM, Chat
 
-    def make(c, r, images):  # built when the request is sent, not all up front
-        def messages():
-            chat = chat_of(c, r, images)
-            return to_openai_messages(chat.turns, chat.images)
-        return messages
+    def chat(r: Request) -> Chat:
+        return Chat(member.query(by_prompt[r.candidate.prompt_id]),
+                    [_load(r.root, name, r.candidate, i) for i, name in enumerate(r.images)])
 
-    messages = [make(c, r, images) for _, c, _, r, images in mine]
-    failed: list[tuple[str, str]] = []
+    if member.backend == "openai":
+        from vlpref.models.chat_api import to_openai_messages
+        from vlpref.models.remote import Failure, RemoteChat
 
-    def on_done(i: int, result) -> None:
-        _, candidate, key, _, _ = mine[i]
-        if isinstance(result, Completion):
-            journal.put(key, {"text": result.text, "finish_reason": _finish(result.finish_reason)})
-        else:
-            journal.fail(key, result.reason)
-            failed.append((candidate.id, result.reason))
+        def messages(r: Request):  # built when the request is sent, not all up front
+            def build():
+                c = chat(r)
+                return to_openai_messages(c.turns, c.images)
+            return build
 
-    RemoteChat(member.endpoint).run(messages, [c.decoding for _, c, _, _, _ in mine], on_done=on_done)
-    log(f"sample: {member.name} {len(mine) - len(failed)}/{len(mine)} done, {len(failed)} failed")
-    return failed
+        failures = []
+
+        def on_done(k: int, result) -> None:
+            if isinstance(result, Failure):
+                failures.append(k)
+            landed(k, result)
+
+        RemoteChat(member.endpoint).run([messages(r) for r in requests], [r.candidate.decoding for r in requests],
+                                        on_done=on_done)
+        log(f"sample: {member.name} {len(requests) - len(failures)}/{len(requests)} done, {len(failures)} failed")
+        return
+    vlm = VLM.load(resolve_model(member.model), dtype=member.dtype, device=member.device, revision=member.revision)
+    for start in range(0, len(requests), member.batch_size):
+        batch = requests[start : start + member.batch_size]
+        outputs = vlm.generate([chat(r) for r in batch], [r.candidate.decoding for r in batch],
+                               batch_size=member.batch_size)
+        for k, generated in enumerate(outputs, start):
+            landed(k, generated)
+        log(f"sample: {member.name} {min(start + member.batch_size, len(requests))}/{len(requests)}")
+    del vlm
 
 
 def _finish(reason: str) -> str:

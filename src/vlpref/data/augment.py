@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import random
+from io import BytesIO
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -39,6 +42,9 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from pydantic import Field
 
 from vlpref.config import StrictModel
+from vlpref.data.images import load_image, resolve_image
+from vlpref.data.schema import Prompt
+from vlpref.journal import content_key
 from vlpref.numerics.noise import NoiseSchedule
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -175,3 +181,27 @@ def _shift_hue(image: Image.Image, shift: float) -> Image.Image:
     offset = round(shift * 256)
     h = h.point(lambda value: (value + offset) % 256)
     return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+def write_augmented(prompt: Prompt, root: Path, out: Path, config: AugmentConfig) -> list[str]:
+    """Write and return the augmented copies of a prompt's images, relative to `out`.
+
+    Augmentation is deterministic, so the bytes are made again on every run and a file that differs (a write cut
+    short by a kill) is replaced; the replacement is atomic (temporary file, then rename)."""
+    names = []
+    for i, relative in enumerate(prompt.images):
+        # The folder names the whole augmentation (op, step, space, seed …), so changing any of it never reuses
+        # images (or answers) made under another.
+        folder = f"{config.tag()}-{content_key(config.model_dump())[:8]}"
+        name = f"images/{folder}/{hashlib.sha256(f'{prompt.id}|{i}'.encode()).hexdigest()[:16]}.png"
+        source = load_image(root, relative, file=root, record_id=prompt.id, field=f"images[{i}]")
+        buffer = BytesIO()
+        augment(source, config, key=f"{prompt.id}|{i}").save(buffer, format="PNG")
+        target = resolve_image(out, name)
+        if not target.is_file() or target.read_bytes() != buffer.getvalue():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(buffer.getvalue())
+            os.replace(partial, target)
+        names.append(name)
+    return names

@@ -101,6 +101,9 @@ class Candidate(StrictModel):
     finish_reason: Literal["stop", "length", "unknown"] = "unknown"
     images: list[ImagePath] | None = Field(default=None,
                                            description="set when sampled under other images (SeVa, POVID)")
+    variant: str = Field(default="original", description="the images it answered: 'original' or the augmentation's "
+                                                         "tag (e.g. diffusion-500), as sampled")
+    index: int = Field(default=0, ge=0, description="which of the model's n responses to this prompt and variant")
 
 
 class AspectScore(StrictModel):

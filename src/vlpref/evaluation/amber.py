@@ -32,10 +32,11 @@ from __future__ import annotations
 import json
 import re
 
+from vlpref.data.files import read_json
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import Question, Session, greedy, read_json
-from vlpref.numerics.amber import amber_discriminative, amber_generative, amber_score
+from vlpref.evaluation.run import Question, Session, greedy
+from vlpref.evaluation.scoring.amber import amber_discriminative, amber_generative, amber_score
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 MAX_NEW_TOKENS = {"discriminative": 128, "generative": 512}

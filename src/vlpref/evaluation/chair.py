@@ -15,7 +15,7 @@ repeat), the prompt "Please describe this image in detail.", at most 512 new tok
 names a file of image ids (a JSON list or one per line) to evaluate exactly those instead.
 
 Captions go to OUT/captions.jsonl ({image_id, caption}: the standalone scorer's input). Each variant in
-`chair_variants` reports CHAIR_s, CHAIR_i, recall and length (`vlpref.numerics.coco_chair`), and
+`chair_variants` reports CHAIR_s, CHAIR_i, recall and length (`vlpref.evaluation.scoring.coco_chair`), and
 OUT/chair_<variant>.jsonl lists each caption's hallucinated objects. The variants need NLTK (+ its data) and, for
 singularize, `pattern`; a missing one stops the run with what to install (the captions are journalled by then, so
 the rerun generates nothing). The ground truth of the evaluated images is journalled too: a rerun does not read the
@@ -29,11 +29,12 @@ import random
 import re
 from pathlib import Path
 
+from vlpref.data.files import read_json, write_jsonl
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import Question, Session, greedy, read_json, write_jsonl
+from vlpref.evaluation.run import Question, Session, greedy
+from vlpref.evaluation.scoring import coco_chair
 from vlpref.journal import content_key
-from vlpref.numerics import coco_chair
 
 PROMPT = "Please describe this image in detail."
 MAX_NEW_TOKENS = 512

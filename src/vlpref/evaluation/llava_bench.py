@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import hashlib
 
+from vlpref.data.files import read_json, read_jsonl, write_jsonl
 from vlpref.data.schema import DecodingParams, Turn
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import JudgeRequest, Question, Session, greedy, read_json, read_jsonl, write_jsonl
-from vlpref.numerics.llava_bench import (
+from vlpref.evaluation.run import JudgeRequest, Question, Session, greedy
+from vlpref.evaluation.scoring.llava_bench import (
     CATEGORIES,
     JUDGE_MAX_TOKENS,
     JUDGE_TEMPERATURE,

@@ -13,9 +13,9 @@ lmms-eval's default post-prompt). Greedy; at most 128 new tokens (LLaVA), 16 for
 
 The answers are written as the eval tool's results folder, OUT/answers/<task>.txt (image TAB question TAB truth TAB
 answer, TABs and newlines in the answer replaced by spaces, an image's two questions adjacent), and scored by the
-official rules (`vlpref.numerics.mme`): acc and acc+ per subtask, perception and cognition totals, and the count of
-answers the 4-character parser reads as neither yes nor no (`other`). `vlpref eval score --benchmark mme --answers
-OUT/answers` reads the same folder.
+official rules (`vlpref.evaluation.scoring.mme`): acc and acc+ per subtask, perception and cognition totals, and the
+count of answers the 4-character parser reads as neither yes nor no (`other`). `vlpref eval score --benchmark mme
+--answers OUT/answers` reads the same folder.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import shutil
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
 from vlpref.evaluation.run import Question, Session, greedy
-from vlpref.numerics.mme import SUBTASKS, mme_answer, score_mme_results
+from vlpref.evaluation.scoring.mme import SUBTASKS, mme_answer, score_mme_results
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 # Some questions have two spaces before "Please" (benchmarks.md §2.1); both forms are replaced.

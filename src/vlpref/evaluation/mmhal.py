@@ -12,8 +12,8 @@ Prompt: the image, then the question with nothing added (the official shell scri
 Greedy, at most 1024 new tokens. The judge (the official one is text-only GPT-4: it sees the image's object labels,
 not the image) gets the template filled with the image contents, question, human answer and model answer; pass the
 official template string as `judge.prompt` (a file) for comparable numbers, else our paraphrase is used
-(`vlpref.numerics.mmhal`). Temperature 0. The rating is the one 'rating: k' in the reply (none or several: 0, as
-the official script scores it, and counted in `parse_failures`).
+(`vlpref.evaluation.scoring.mmhal`). Temperature 0. The rating is the one 'rating: k' in the reply (none or
+several: 0, as the official script scores it, and counted in `parse_failures`).
 
 Writes OUT/response.json (the template with `model_answer` filled) and OUT/evaluation.json (the judge's replies, in
 order), which `vlpref eval score --benchmark mmhal --answers OUT/response.json --judge OUT/evaluation.json` reads.
@@ -24,10 +24,11 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
+from vlpref.data.files import read_json
 from vlpref.data.schema import DecodingParams, Turn
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import JudgeRequest, Question, Session, greedy, read_json
-from vlpref.numerics.mmhal import mmhal_judge_prompt, mmhal_rating, score_mmhal
+from vlpref.evaluation.run import JudgeRequest, Question, Session, greedy
+from vlpref.evaluation.scoring.mmhal import mmhal_judge_prompt, mmhal_rating, score_mmhal
 
 MAX_NEW_TOKENS = 1024
 JUDGE_DECODING = DecodingParams(temperature=0.0, max_new_tokens=1024)

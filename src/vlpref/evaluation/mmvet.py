@@ -25,8 +25,8 @@ still without a valid grade. (The official loop also fetches a sixth output it n
 
 Grades go to OUT/grades.json in the evaluator's grade-file layout (`{id: {"model": [judge], "content": [output],
 "score": [score]}}`, one run), which `vlpref eval score --benchmark mmvet` reads. Results: `total`,
-`per_capability`, `per_combination` (×100, unrounded; `vlpref.numerics.mmvet`), `parse_failures`, `retried` (items
-that needed more than one output) and `judge_prompt` (which prompt graded: "paraphrase" or
+`per_capability`, `per_combination` (×100, unrounded; `vlpref.evaluation.scoring.mmvet`), `parse_failures`,
+`retried` (items that needed more than one output) and `judge_prompt` (which prompt graded: "paraphrase" or
 "official file <name>").
 """
 
@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import json
 
+from vlpref.data.files import read_json
 from vlpref.data.schema import DecodingParams, Turn
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import JudgeRequest, Question, Session, greedy, read_json
-from vlpref.numerics.mmvet import (
+from vlpref.evaluation.run import JudgeRequest, Question, Session, greedy
+from vlpref.evaluation.scoring.mmvet import (
     MMVET_MAX_TRIES,
     mmvet_final_score,
     mmvet_grader_query,

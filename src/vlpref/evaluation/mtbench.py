@@ -37,10 +37,11 @@ import hashlib
 import math
 import time
 
+from vlpref.data.files import read_jsonl, write_jsonl
 from vlpref.data.schema import DecodingParams, Turn
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import JudgeRequest, Question, Session, read_jsonl, write_jsonl
-from vlpref.numerics.mtbench import FAILED, judge_rating, mtbench_scores
+from vlpref.evaluation.run import JudgeRequest, Question, Session
+from vlpref.evaluation.scoring.mtbench import FAILED, judge_rating, mtbench_scores
 
 MAX_NEW_TOKENS = 1024
 JUDGE_TEMPERATURE = 0.0

@@ -10,7 +10,7 @@ DATA/val2014, else DATA/images, else DATA.
 Prompt (`style`): `llava` and `lmms-eval` ask "<question>\\nAnswer the question using a single word or phrase."
 (LLaVA-1.5's eval and lmms-eval's pope task); `official` asks the question alone (the POPE repo). Greedy, at most
 128 new tokens. Scoring (`scoring`): `official` is the first-sentence parser of the POPE repo and LLaVA's
-eval_pope.py; `lmms-eval` is lmms-eval's exact match (`vlpref.numerics.pope`).
+eval_pope.py; `lmms-eval` is lmms-eval's exact match (`vlpref.evaluation.scoring.pope`).
 
 Results: per split accuracy, precision, recall, F1 and yes-ratio; `f1_mean`, the mean of the three COCO splits'
 F1s (the single "POPE" number LLaVA-1.5 reports; None unless all three were scored; `f1_mean_<dataset>` for the
@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import hashlib
 
+from vlpref.data.files import read_jsonl, write_jsonl
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import Question, Session, greedy, read_jsonl, write_jsonl
-from vlpref.numerics.pope import pope_answer, pope_metrics, pope_metrics_lmms_eval
+from vlpref.evaluation.run import Question, Session, greedy
+from vlpref.evaluation.scoring.pope import pope_answer, pope_metrics, pope_metrics_lmms_eval
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 MAX_NEW_TOKENS = 128

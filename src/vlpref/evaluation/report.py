@@ -56,11 +56,13 @@ def flatten(results: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def _numbers(results: dict) -> dict[str, float]:
+def numeric_metrics(results: dict) -> dict[str, float]:
+    """The run's numbers under their flattened names (booleans and text left out): what reports and the viewer show."""
     return {k: float(v) for k, v in flatten(results).items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-def _arrow(name: str) -> str:
+def arrow(name: str) -> str:
+    """' ↓' after a metric where lower is better, else ''."""
     return " ↓" if any(word in name for word in LOWER_IS_BETTER) else ""
 
 
@@ -68,9 +70,9 @@ def write_run(results: dict, out: Path, title: str) -> None:
     """OUT/results.json, OUT/results.md and OUT/results.png (one bar per metric in [0, 1], the rest listed)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    numbers = _numbers(results)
+    numbers = numeric_metrics(results)
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {name}{_arrow(name)} | {value:.4g} |" for name, value in numbers.items()]
+    lines += [f"| {name}{arrow(name)} | {value:.4g} |" for name, value in numbers.items()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     unit = {k: v for k, v in numbers.items() if 0.0 <= v <= 1.0 and not k.startswith(("calls/", "limit"))}
     if unit:
@@ -95,7 +97,7 @@ def compare(folders: list[Path], out: Path) -> str:
     """A markdown table of the runs' shared metrics, each with its delta from the first run; and a plot."""
     if len(folders) < 2:
         raise VlprefError("compare needs at least two run folders")
-    runs = {folder.name: _numbers(load_run(folder)) for folder in folders}
+    runs = {folder.name: numeric_metrics(load_run(folder)) for folder in folders}
     if len(runs) < len(folders):
         raise VlprefError("run folders must have different names (they head the columns)")
     names = list(runs)
@@ -107,7 +109,7 @@ def compare(folders: list[Path], out: Path) -> str:
     for metric in shared:
         base = runs[names[0]][metric]
         cells = [f"{base:.4g}"] + [f"{r[metric]:.4g} ({r[metric] - base:+.3g})" for r in list(runs.values())[1:]]
-        lines.append(f"| {metric}{_arrow(metric)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {metric}{arrow(metric)} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(text)

@@ -15,19 +15,22 @@ settings; for a judge reply the judge, the messages and the decoding settings. S
 on where it stopped, and a rerun (say, after changing only the report) makes no model or judge call. Another
 checkpoint, prompt format or judge makes new keys, never a stale hit.
 
-Each benchmark's module (`vlpref.evaluation.<benchmark>`, one file each, top to bottom) reads the official layout,
-builds prompts in the official format, writes the answers and judge outputs in the official layouts (so
-`vlpref eval score` or the official scripts can score them again) and returns the numbers `vlpref.numerics` computes.
-Judge failures after the client's retries are journalled and the command exits non-zero naming them; the next run
-asks only those again. An unparseable judge reply is not a failure: it is scored as the official script scores it and
-counted in the results (`parse_failures`).
+`BENCHMARKS` is the table of benchmarks: each one's function (`run(session)` in `vlpref.evaluation.<benchmark>`, one
+file each, top to bottom) and the settings it reads beyond the shared ones. A setting the chosen benchmark does not
+read is refused, naming the benchmarks that do read it, so no key silently does nothing. Each function reads the
+official layout, builds prompts in the official format, asks `Session.answers` and `Session.judge`, writes the
+answers and judge outputs in the official layouts (so `vlpref eval score` or the official scripts can score them
+again) and returns the numbers the official rules give (`vlpref.evaluation.scoring`). Judge failures after the
+client's retries are journalled and the command exits non-zero naming them; the next run asks only those again. An
+unparseable judge reply is not a failure: it is scored as the official script scores it and counted in the results
+(`parse_failures`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,13 +38,53 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from vlpref.config import StrictModel
+from vlpref.data.files import inside, write_jsonl
 from vlpref.data.schema import DecodingParams, Turn
 from vlpref.errors import VlprefError
-from vlpref.journal import Journal, clear_failures, content_key, report_failures
-from vlpref.models.remote import Completion, RemoteEndpoint, check_backend
+from vlpref.journal import Journal, clear_failures, content_key, run_journalled
+from vlpref.models.remote import RemoteEndpoint, check_backend
 
-BENCHMARKS = ("pope", "mme", "chair", "mmhal", "mmvet", "llava-bench", "mtbench", "amber", "world")
-JUDGED = ("mmhal", "mmvet", "llava-bench", "mtbench")
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One row of `BENCHMARKS`: the function that runs the benchmark, the settings it reads besides `SHARED`, and
+    those of them it cannot run without."""
+
+    function: str  # "module:function", called with the run's Session; imported only when the benchmark runs
+    reads: tuple[str, ...]
+    needs: tuple[str, ...] = ("data",)
+
+
+# Settings every benchmark reads: which model, how it is loaded, how it generates.
+SHARED = ("recipe", "benchmark", "model", "revision", "dtype", "device", "batch_size", "max_new_tokens")
+BENCHMARKS: dict[str, Benchmark] = {
+    "pope": Benchmark("vlpref.evaluation.pope:run", ("data", "images", "limit", "style", "scoring")),
+    "mme": Benchmark("vlpref.evaluation.mme:run", ("data", "limit", "style")),
+    "chair": Benchmark("vlpref.evaluation.chair:run",
+                       ("data", "images", "chair_images", "chair_seed", "chair_image_ids", "chair_variants")),
+    "mmhal": Benchmark("vlpref.evaluation.mmhal:run", ("data", "images", "limit", "judge"), ("data", "judge")),
+    "mmvet": Benchmark("vlpref.evaluation.mmvet:run", ("data", "images", "limit", "style", "judge"),
+                       ("data", "judge")),
+    "llava-bench": Benchmark("vlpref.evaluation.llava_bench:run", ("data", "images", "limit", "style", "judge"),
+                             ("data", "judge")),
+    "mtbench": Benchmark("vlpref.evaluation.mtbench:run", ("data", "limit", "judge"), ("data", "judge")),
+    "amber": Benchmark("vlpref.evaluation.amber:run", ("data", "images", "limit", "style", "amber_tasks")),
+    # the world builds its eval split when no data is given
+    "world": Benchmark("vlpref.evaluation.world:run", ("data", "world_images", "steer"), needs=()),
+}
+JUDGED = tuple(name for name, b in BENCHMARKS.items() if "judge" in b.reads)
+# What a missing needed setting means, for the message.
+NEEDS = {"data": "{} reads its official files from a local folder; set data",
+         "judge": "{} is judged by a model; set judge (e.g. --judge-url and --judge-model)"}
+
+
+def readers(key: str) -> list[str]:
+    """The benchmarks that read `key` (every one for a shared setting)."""
+    return list(BENCHMARKS) if key in SHARED else [name for name, b in BENCHMARKS.items() if key in b.reads]
+
+
+def _listing(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 class JudgeSettings(StrictModel):
@@ -65,13 +108,17 @@ class JudgeSettings(StrictModel):
 
 
 class EvalConfig(StrictModel):
+    """The flat settings of `vlpref eval` (the command line's and the YAML's spelling). Which benchmark reads which
+    is in `BENCHMARKS`; a setting given for a benchmark that does not read it is an error."""
+
     recipe: Literal["eval"] = "eval"
-    benchmark: Literal[BENCHMARKS] = Field(description=", ".join(BENCHMARKS))
+    benchmark: Literal[tuple(BENCHMARKS)] = Field(description=", ".join(BENCHMARKS))
     model: str = Field(default="world:world-base", description="hub id, path or world:<name>")
     revision: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     device: str | None = Field(default=None, description="e.g. cuda; default: cuda when available, else cpu")
-    data: str | None = Field(default=None, description="the benchmark's official files (your local copy)")
+    data: str | None = Field(default=None, description="the benchmark's official files (your local copy); world: "
+                             "an eval split (default: one is built)")
     images: str | None = Field(default=None, description="the images folder, where it is not inside `data`")
     style: Literal["llava", "official", "lmms-eval"] = Field(
         default="llava", description="prompt format: LLaVA-1.5's eval scripts, the benchmark authors' own, or "
@@ -95,12 +142,16 @@ class EvalConfig(StrictModel):
                               "e.g. 'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")
 
     @model_validator(mode="after")
-    def _needs(self) -> EvalConfig:
-        if self.benchmark != "world" and self.data is None:
-            raise ValueError(f"data: {self.benchmark} reads its official files from a local folder; set data")
-        if self.benchmark in JUDGED and self.judge is None:
-            raise ValueError(f"judge: {self.benchmark} is judged by a model; set judge (e.g. --judge-url and "
-                             "--judge-model)")
+    def _read_by_the_benchmark(self) -> EvalConfig:
+        # Only the keys given count (a default the benchmark never looks at is harmless); `vlpref eval` passes only
+        # the options given on the command line.
+        unread = sorted(key for key in self.model_fields_set if self.benchmark not in readers(key))
+        problems = [f"{key}: {self.benchmark} does not read it; only {_listing(readers(key))} "
+                    f"{'does' if len(readers(key)) == 1 else 'do'}" for key in unread]
+        problems += [f"{key}: {NEEDS[key].format(self.benchmark)}" for key in BENCHMARKS[self.benchmark].needs
+                     if getattr(self, key) is None]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -123,55 +174,25 @@ class JudgeRequest:
     item: str | None = None  # the Question.id this judges, for the per-item view (default: `id`)
 
 
-def inside(path: str | Path, root: str | Path) -> bool:
-    """Whether `path` (absolute, or relative to `root`) lies inside `root` as written: '..' is resolved, symlinks
-    are not (so a folder the user linked in stays in)."""
-    base = os.path.normpath(os.path.abspath(root))
-    target = os.path.normpath(os.path.join(base, path))
-    return target == base or target.startswith(base + os.sep)
-
-
 def greedy(max_new_tokens: int) -> DecodingParams:
     return DecodingParams(temperature=0.0, max_new_tokens=max_new_tokens)
 
 
-def read_json(path: Path, what: str):
-    if not path.is_file():
-        raise VlprefError(f"{what}: {path} does not exist")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise VlprefError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
-
-
-def read_jsonl(path: Path, what: str) -> list[dict]:
-    if not path.is_file():
-        raise VlprefError(f"{what}: {path} does not exist")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise VlprefError(f"{path}, line {number}: not valid JSON ({error.msg})") from None
-    return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-
-
 class Session:
-    """What a benchmark module calls: `answers` (the model, cached) and `judge` (the judge, cached)."""
+    """What a benchmark function calls: `answers` (the model, journalled), `judge` (the judge, journalled) and
+    `detail` (what `vlpref view` shows of each question)."""
 
-    def __init__(self, config: EvalConfig, out: Path, log=print):
+    def __init__(self, config: EvalConfig, out: Path, log=print, vlm=None):
         self.config, self.out, self.log = config, out, log
         self.journal = Journal(out / "journal.sqlite")
         self.counts = {"answers_generated": 0, "answers_cached": 0, "judge_calls": 0, "judge_cached": 0}
-        self._vlm = None
+        self._vlm = vlm  # a model the caller loaded (`vlpref.evaluation.world.evaluate_world`), else loaded on use
         self._fingerprint: str | None = None
         self._complete = None
         self._digests: dict[Path, str] = {}
+        # absolute (items.jsonl names images the viewer must find from anywhere) but not resolved: a symlinked
+        # images folder inside DATA stays inside it
+        self.data_folder = Path(config.data).expanduser().absolute() if config.data else None
         # question id -> what the per-item view shows (OUT/items.jsonl): prompt, images, answer, judge reply, and
         # whatever the benchmark adds with `detail` (reference answer, label, rating, ...)
         self.items: dict[str, dict[str, Any]] = {}
@@ -180,18 +201,24 @@ class Session:
         """Add fields to one question's entry in OUT/items.jsonl (e.g. reference=..., rating=...)."""
         self.items.setdefault(item, {"id": item}).update(fields)
 
-    # -- the model -------------------------------------------------------------------------------------------------
+    # -- the files -------------------------------------------------------------------------------------------------
     def data(self) -> Path:
-        # absolute (items.jsonl names images the viewer must find from anywhere) but not resolved: a symlinked
-        # images folder inside DATA stays inside it
-        return Path(self.config.data).expanduser().absolute()
+        """The benchmark's files: `data` as given, or the folder the benchmark built (`use_data`)."""
+        if self.data_folder is None:
+            raise VlprefError(f"{self.config.benchmark}: no data folder")
+        return self.data_folder
+
+    def use_data(self, folder: Path) -> None:
+        """Read the questions and their images from `folder`, which the benchmark built itself (the world's split);
+        the viewer then serves the images from there."""
+        self.data_folder = Path(folder).expanduser().absolute()
 
     def images_root(self, default: str = "images") -> Path:
         """The images folder: `images` if given, else DATA/<default> when it exists, else DATA."""
         if self.config.images:
             return Path(self.config.images).expanduser().absolute()
-        inside = self.data() / default
-        return inside if inside.is_dir() else self.data()
+        folder = self.data() / default
+        return folder if folder.is_dir() else self.data()
 
     def max_new_tokens(self, default: int) -> int:
         return self.config.max_new_tokens or default
@@ -199,12 +226,13 @@ class Session:
     def limited(self, items: list) -> list:
         return items[: self.config.limit] if self.config.limit else items
 
+    # -- the model -------------------------------------------------------------------------------------------------
     def fingerprint(self) -> str:
         if self._fingerprint is None:
             from vlpref.models.fingerprint import model_fingerprint
-            from vlpref.world.models import model_path
+            from vlpref.models.names import resolve_model
 
-            self._fingerprint = model_fingerprint(model_path(self.config.model), self.config.revision,
+            self._fingerprint = model_fingerprint(resolve_model(self.config.model), self.config.revision,
                                                   self.config.dtype)
         return self._fingerprint
 
@@ -212,12 +240,12 @@ class Session:
         if self._vlm is None:
             import torch
 
+            from vlpref.models.names import resolve_model
             from vlpref.models.vlm import VLM
-            from vlpref.world.models import model_path
 
             device = self.config.device or ("cuda" if torch.cuda.is_available() else None)
             self.log(f"loading {self.config.model} ({self.config.dtype}, {device or 'cpu'})")
-            self._vlm = VLM.load(model_path(self.config.model), dtype=self.config.dtype, device=device,
+            self._vlm = VLM.load(resolve_model(self.config.model), dtype=self.config.dtype, device=device,
                                  revision=self.config.revision)
         return self._vlm
 
@@ -232,15 +260,15 @@ class Session:
         return [load_image(path.parent, path.name, file=question.source or path.parent, record_id=question.id,
                            field=f"image {i}") for i, path in enumerate(question.images)]
 
-    def answers(self, questions: list[Question]) -> list[str]:
-        """The model's answer to each question, generated in batches of `batch_size`; each answer is journalled
-        the moment its batch finishes, so only unanswered questions reach the model."""
+    def answers(self, questions: list[Question], default_batch_size: int = 8) -> list[str]:
+        """The model's answer to each question, generated in batches of `batch_size` (else `default_batch_size`);
+        each answer is journalled the moment its batch finishes, so only unanswered questions reach the model."""
         from vlpref.models.vlm import Chat
 
         # Images are read only from inside the data folder or the images folder: a question file naming
         # '../../somewhere' (a tampered download) is refused, as dataset records are (vlpref.data.images). The
         # check is on the path as written, so folders the user symlinked into DATA still work.
-        roots = ([self.data()] if self.config.data else []) + ([self.images_root()] if self.config.images else [])
+        roots = ([self.data_folder] if self.data_folder else []) + ([self.images_root()] if self.config.images else [])
         for question in questions:
             for path in question.images:
                 if not any(inside(path, root) for root in roots):
@@ -249,26 +277,28 @@ class Session:
             missing = [p for p in question.images if not p.is_file()]
             if missing:
                 raise VlprefError(f"{question.source}: question {question.id}: image file not found: {missing[0]}")
+        # The same request twice (POPE's popular and adversarial splits share most questions) is generated once.
         keys = [content_key("answer", self.fingerprint(), self.config.dtype, [t.model_dump() for t in q.turns],
                             [self._digest(p) for p in q.images], q.decoding.model_dump()) for q in questions]
-        # The same request twice (POPE's popular and adversarial splits share most questions) is generated once.
-        first = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        pending = [i for key, i in first.items() if self.journal.get(key) is None]
-        self.counts["answers_cached"] += len(first) - len(pending)
-        size = self.config.batch_size or 8
-        for start in range(0, len(pending), size):
-            batch = pending[start : start + size]
-            chats = [Chat(questions[i].turns, self._load_images(questions[i])) for i in batch]
-            generations = self.vlm().generate(chats, [questions[i].decoding for i in batch], size)
-            for i, g in zip(batch, generations, strict=True):
-                self.journal.put(keys[i], {"text": g.text, "finish_reason": g.finish_reason,
-                                           "tokens": len(g.token_ids)})
-            self.counts["answers_generated"] += len(batch)
-            self.log(f"answered {min(start + size, len(pending))}/{len(pending)} "
-                     f"({len(first) - len(pending)} from the journal)")
-        texts = [self.journal.get(key)["text"] for key in keys]
+        size = self.config.batch_size or default_batch_size
+        unique, asked = len(set(keys)), []
+
+        def generate(pending: list[int], landed: Callable) -> None:
+            asked.extend(pending)
+            for start in range(0, len(pending), size):
+                batch = pending[start : start + size]
+                chats = [Chat(questions[i].turns, self._load_images(questions[i])) for i in batch]
+                generations = self.vlm().generate(chats, [questions[i].decoding for i in batch], size)
+                for j, generation in zip(range(start, start + len(batch)), generations, strict=True):
+                    landed(j, generation)
+                self.counts["answers_generated"] += len(batch)
+                self.log(f"answered {start + len(batch)}/{len(pending)} ({unique - len(pending)} from the journal)")
+
+        done = run_journalled(self.journal, keys, [q.id for q in questions], generate, self.out, field="question",
+                              encode=lambda g: {"text": g.text, "finish_reason": g.finish_reason,
+                                                "tokens": len(g.token_ids)})
+        self.counts["answers_cached"] += unique - len(asked)
+        texts = [value["text"] for value in done.values]
         for question, text in zip(questions, texts, strict=True):
             turn = question.turns[-1].text.replace("<image>", "").strip()
             self.detail(question.id, prompt=turn, images=[str(p) for p in question.images], answer=text)
@@ -277,12 +307,12 @@ class Session:
     # -- the judge -------------------------------------------------------------------------------------------------
     def _judge_complete(self):
         if self._complete is None:
+            from vlpref.models.names import resolve_model
             from vlpref.models.remote import endpoint_complete, local_complete
-            from vlpref.world.models import model_path
 
             judge = self.config.judge
             self._complete = (endpoint_complete(judge.endpoint) if judge.backend == "openai"
-                              else local_complete(model_path(judge.model), self.config.batch_size or 8))
+                              else local_complete(resolve_model(judge.model), self.config.batch_size or 8))
         return self._complete
 
     def _judge_identity(self) -> str:
@@ -292,41 +322,32 @@ class Session:
         if judge.backend == "openai":
             return judge.judge_id()
         from vlpref.models.fingerprint import model_fingerprint
-        from vlpref.world.models import model_path
+        from vlpref.models.names import resolve_model
 
-        return f"{judge.model}:{model_fingerprint(model_path(judge.model), None, 'float32')}"
+        return f"{judge.model}:{model_fingerprint(resolve_model(judge.model), None, 'float32')}"
 
     def judge(self, requests: list[JudgeRequest]) -> list[str]:
         """The judge's reply to each request. Replies are journalled as they land; a request that still fails after
         the client's retries is journalled as failed and, once all have been tried, the run stops naming them."""
         judge_id = self.config.judge.judge_id()
+        # identical requests (the same answer to the same question) are sent once
         keys = [content_key("judge", self._judge_identity(), r.messages, r.decoding.model_dump()) for r in requests]
-        first: dict[str, int] = {}  # identical requests (same answer to the same question) are sent once
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        pending = [i for key, i in first.items() if self.journal.get(key) is None]
-        self.counts["judge_cached"] += len(first) - len(pending)
-        failed: list[tuple[str, str]] = []
+        unique, asked = len(set(keys)), []
 
-        def on_done(j: int, result) -> None:
-            i = pending[j]
-            if isinstance(result, Completion):
-                self.journal.put(keys[i], result.text)
-                self.counts["judge_calls"] += 1
-            else:
-                self.journal.fail(keys[i], result.reason)
-                failed.append((requests[i].id, result.reason))
-
-        if pending:
-            self.log(f"judging {len(pending)} ({len(first) - len(pending)} from the journal) with {judge_id}")
+        def ask(pending: list[int], landed: Callable) -> None:
+            asked.extend(pending)
+            self.log(f"judging {len(pending)} ({unique - len(pending)} from the journal) with {judge_id}")
             self._judge_complete()([requests[i].messages for i in pending], [requests[i].decoding for i in pending],
-                                   None, on_done)
-        report_failures(self.out, failed, "judge calls", "request",
-                        "the answers and the other judge replies are journalled; ")
-        replies = [self.journal.get(key) for key in keys]
-        for request, reply in zip(requests, replies, strict=True):
+                                   None, landed)
+
+        done = run_journalled(self.journal, keys, [r.id for r in requests], ask, self.out, field="request",
+                              encode=lambda completion: completion.text)
+        self.counts["judge_cached"] += unique - len(asked)
+        self.counts["judge_calls"] += len(asked) - len(done.failed)
+        done.raise_failures("judge calls", "the answers and the other judge replies are journalled; ")
+        for request, reply in zip(requests, done.values, strict=True):
             self.detail(request.item or request.id, judge=reply)
-        return replies
+        return done.values
 
     def judge_prompt_file(self) -> Path | None:
         prompt = self.config.judge.prompt if self.config.judge else None
@@ -338,34 +359,36 @@ class Session:
         return path
 
 
-def _module(benchmark: str):
-    """The benchmark's module: vlpref.evaluation.<benchmark> ('llava-bench' -> llava_bench), one per BENCHMARKS."""
-    import importlib
+def benchmark_function(benchmark: str) -> Callable[[Session], dict]:
+    """The function `BENCHMARKS` names for `benchmark` (imported now: the benchmark modules import this one)."""
+    module, _, function = BENCHMARKS[benchmark].function.partition(":")
+    return getattr(importlib.import_module(module), function)
 
-    return importlib.import_module(f"vlpref.evaluation.{benchmark.replace('-', '_')}")
+
+# What `evaluate` adds to a benchmark's own results: which run it was, where its images are, what it called.
+RUN_KEYS = ("benchmark", "model", "data_folder", "images_folder", "judge", "calls", "limit")
 
 
-def evaluate(config: EvalConfig, out: str | Path, log=print) -> dict:
-    """Run one benchmark; writes OUT/results.json (+ .md, .png), the answers and judge outputs in the official
-    layouts, and returns the results."""
+def evaluate(config: EvalConfig, out: str | Path, log=print, vlm=None) -> dict:
+    """Run one benchmark; writes OUT/results.json (+ .md, .png), OUT/items.jsonl, the answers and judge outputs in
+    the official layouts, and returns the results. `vlm`: a model already loaded, used instead of loading
+    `config.model` (its answers are journalled under the fingerprint of `config.model`)."""
     from vlpref.evaluation.report import write_run
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     clear_failures(out)
-    session = Session(config, out, log)
+    session = Session(config, out, log, vlm)
     try:
-        results = _module(config.benchmark).run(session)
+        results = benchmark_function(config.benchmark)(session)
     finally:
         session.journal.close()
-    # the per-item view of `vlpref view`, in question order; always this run's (none for the world)
+    # the per-item view of `vlpref view`, in question order; always this run's
     write_jsonl(out / "items.jsonl", list(session.items.values()))
     results = {"benchmark": config.benchmark, "model": config.model, **results}
     # where the items' images live: the only folders `vlpref view` serves them from
-    results["data_folder"] = str(Path(config.data).expanduser().absolute()) if config.data else None
+    results["data_folder"] = str(session.data_folder) if session.data_folder else None
     results["images_folder"] = str(Path(config.images).expanduser().absolute()) if config.images else None
-    if config.benchmark != "world":  # the world's answers are generated afresh (seconds), not journalled
-        results.update(judge=config.judge.judge_id() if config.judge else None, calls=session.counts,
-                       limit=config.limit)
+    results.update(judge=config.judge.judge_id() if config.judge else None, calls=session.counts, limit=config.limit)
     write_run(results, out, f"{config.benchmark}: {config.model}")
     return results

@@ -5,7 +5,8 @@
         --labels coco_pope_popular.json --labels coco_pope_adversarial.json --out runs/pope-score
 
 Users switching from LLaVA's scripts, lmms-eval or VLMEvalKit point it at the files those tools write and get the
-numbers the official scripts would print (the scoring rules and their tests live in `vlpref.numerics`):
+numbers the official scripts would print (the scoring rules live in `vlpref.evaluation.scoring`, their tests in
+tests/evaluation/scoring):
 
 - `mme`: --answers, the results folder (one `<subtask>.txt` per subtask: image, question, truth, answer; TABs);
 - `pope`: --answers, a JSONL of `question_id` + `text` (LLaVA's `model_vqa_loader` layout), and --labels, the
@@ -19,9 +20,9 @@ numbers the official scripts would print (the scoring rules and their tests live
   input); --metadata, the folder with COCO 2014's instances_* and captions_* files. Each variant whose tools are
   installed is scored (NLTK for lemmatize; NLTK and pattern for singularize); the others are listed with the reason.
 
-Writes OUT/results.json and OUT/results.md. Answers that do not match the question set (missing or unknown ids,
-a different count) are errors naming the file and the ids; unparseable answers and judge outputs are counted in the
-results, never silently scored as zero.
+`score` returns the numbers; the command writes them to OUT/results.json, results.md and results.png. Answers that
+do not match the question set (missing or unknown ids, a different count) are errors naming the file and the ids;
+unparseable answers and judge outputs are counted in the results, never silently scored as zero.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from vlpref.data.files import read_json, read_jsonl
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import read_json, read_jsonl
 
 BENCHMARKS = ("mme", "pope", "chair", "mmhal", "mmvet", "llava-bench", "mtbench", "amber")
 
@@ -54,7 +55,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 def score_pope(answers: Path, labels: list[Path]) -> dict:
     """Per split: the official first-sentence parser over the answers whose ids are in that split's question file."""
-    from vlpref.numerics.pope import pope_answer, pope_metrics
+    from vlpref.evaluation.scoring.pope import pope_answer, pope_metrics
 
     by_id = {}
     for number, row in enumerate(_jsonl(answers), start=1):
@@ -85,7 +86,7 @@ def score_pope(answers: Path, labels: list[Path]) -> dict:
 def score_chair(answers: Path, annotations: Path) -> dict:
     """CHAIR of given captions against COCO's annotation files, in every variant whose tools are installed."""
     from vlpref.evaluation.chair import ANNOTATIONS
-    from vlpref.numerics import coco_chair
+    from vlpref.evaluation.scoring import coco_chair
 
     text = answers.read_text(encoding="utf-8").lstrip()
     rows = _json(answers) if text.startswith("[") else _jsonl(answers)
@@ -120,7 +121,7 @@ def score_chair(answers: Path, annotations: Path) -> dict:
 def score(benchmark: str, answers: Path | None = None, judge: Path | None = None, labels: list[Path] | None = None,
           metadata: Path | None = None) -> dict:
     """The official scores of `benchmark` from the given files (see the module docstring for which it needs)."""
-    from vlpref.numerics import amber, llava_bench, mme, mmhal, mmvet, mtbench
+    from vlpref.evaluation.scoring import amber, llava_bench, mme, mmhal, mmvet, mtbench
 
     runners: dict[str, Callable[[], dict]] = {
         "mme": lambda: mme.score_mme_results(_need(answers, "--answers", benchmark)),

@@ -1,24 +1,36 @@
-"""The shapes world's benchmarks through `vlpref eval` (no data to download: the scenes are generated).
+"""The shapes world's benchmarks through the evaluation runner (no data to download: the scenes are generated).
 
     vlpref eval --benchmark world --model world:world-base --out runs/eval/world
     vlpref eval world --model runs/povid/model --out runs/eval/povid      # the same, with world defaults
 
-DATA, when given, is a world eval split (`vlpref world data --split eval`); otherwise one of `world_images` scenes
-is built into OUT/eval-split (describe and yes/no tasks, scene seeds disjoint from the training splits). Greedy
-answers; results (`vlpref.world.metrics.evaluate_world`): world-POPE accuracy/F1/yes-ratio per split (random,
-popular, adversarial), CHAIR_s and CHAIR_i over descriptions, attribute / count / position / relation
-hallucination, coverage, and the oracle judge's helpfulness and faithfulness (1-5). `steer` asks a SteerLM model
-for the given attribute values in every question.
+    >>> metrics = evaluate_world("runs/povid/model", "runs/world-eval")  # from Python (the demo); nothing kept
+
+DATA, when given, is a world eval split (`vlpref world generate --split eval --tasks describe,pope --out DIR`);
+otherwise one of `world_images` scenes is built into OUT/eval-split (describe and yes/no tasks, scene seeds disjoint
+from the training splits). Greedy answers, at most 64 new tokens for a description and 4 for a yes/no question,
+journalled like every benchmark's, so a rerun makes no model call. `steer` asks a SteerLM model for the given
+attribute values in every question. Results (`vlpref.world.metrics.world_metrics`): world-POPE accuracy/F1/yes-ratio
+per split (random, popular, adversarial), CHAIR_s and CHAIR_i over descriptions, attribute / count / position /
+relation hallucination, coverage, and the oracle judge's helpfulness and faithfulness (1-5). OUT/items.jsonl holds
+each question for `vlpref view`: a description's hallucinated and missed facts and ratings, a yes/no answer's
+verdict. This is the one module under `vlpref.evaluation` that imports `vlpref.world`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
+from vlpref.data.schema import Prompt
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import Session
+from vlpref.evaluation.run import RUN_KEYS, EvalConfig, Question, Session, evaluate, greedy
+
+DESCRIBE_TOKENS = 64  # `max_new_tokens` overrides it
+POPE_TOKENS = 4  # a yes/no answer needs one word; not changed by `max_new_tokens`
+BATCH_SIZE = 128  # the world model is tiny; `batch_size` overrides it
 
 
 def steer_targets(steer: str | None, option: str = "steer") -> dict[str, float] | None:
@@ -35,22 +47,77 @@ def steer_targets(steer: str | None, option: str = "steer") -> dict[str, float] 
     return targets
 
 
-def run(session: Session) -> dict:
-    from vlpref.world.metrics import evaluate_world
+def _split(session: Session) -> Path:
+    """The eval split: `data` as given, else one built into OUT/eval-split (rebuilt when `world_images` changes: a
+    marker records what it was built with)."""
+    config = session.config
+    if config.data:
+        data = session.data()
+        if not (data / "records.jsonl").is_file():
+            raise VlprefError(f"world: {data} is not a world split (no records.jsonl); leave data out to build one")
+        return data
     from vlpref.world.tasks import build_split
 
-    config = session.config
-    data = Path(config.data).expanduser() if config.data else session.out / "eval-split"
-    if config.data and not (data / "records.jsonl").is_file():
-        raise VlprefError(f"world: {data} is not a world split (no records.jsonl); leave data out to build one")
-    if not config.data:
-        # the split this run builds is rebuilt when `world_images` changes (a marker records what it was built with)
-        marker = session.out / "eval-split.json"
-        built = json.loads(marker.read_text()) if marker.is_file() else None
-        if built != {"images": config.world_images} or not (data / "records.jsonl").is_file():
-            if data.is_dir():
-                shutil.rmtree(data)
-            build_split(data, "eval", config.world_images, tasks=("describe", "pope"))
-            marker.write_text(json.dumps({"images": config.world_images}))
-    return evaluate_world(session.vlm(), data, batch_size=config.batch_size or 128,
-                          max_new_tokens=session.max_new_tokens(64), steer=steer_targets(config.steer), oracle=True)
+    data, marker = session.out / "eval-split", session.out / "eval-split.json"
+    built = json.loads(marker.read_text()) if marker.is_file() else None
+    if built != {"images": config.world_images} or not (data / "records.jsonl").is_file():
+        if data.is_dir():
+            shutil.rmtree(data)
+        build_split(data, "eval", config.world_images, tasks=("describe", "pope"))
+        marker.write_text(json.dumps({"images": config.world_images}))
+    session.use_data(data)
+    return session.data()
+
+
+def _questions(prompts: list[Prompt], data: Path, max_new_tokens: int, steer: dict[str, float] | None
+               ) -> list[Question]:
+    from vlpref.data.steerlm import steered
+
+    return [Question(p.id, steered(p.query, steer) if steer else p.query, [data / image for image in p.images],
+                     greedy(max_new_tokens), source=str(data / "records.jsonl")) for p in prompts]
+
+
+def run(session: Session) -> dict:
+    from vlpref.data.store import read_records
+    from vlpref.world.metrics import world_metrics
+
+    data = _split(session)
+    prompts: list[Prompt] = read_records(data)
+    steer = steer_targets(session.config.steer)
+    describe = [p for p in prompts if p.meta["task"] == "describe"]
+    pope = [p for p in prompts if p.meta["task"] == "pope"]
+    # Descriptions and yes/no questions are asked separately, so each batch holds one kind (as before the runner).
+    texts = session.answers(_questions(describe, data, session.max_new_tokens(DESCRIBE_TOKENS), steer), BATCH_SIZE)
+    answers = session.answers(_questions(pope, data, POPE_TOKENS, steer), BATCH_SIZE)
+    results, items = world_metrics(describe, texts, pope, answers, oracle=True)
+    for item, fields in items.items():
+        session.detail(item, **fields)
+    return results
+
+
+def evaluate_world(model, data: str | Path, out: str | Path | None = None, *, batch_size: int = 32,
+                   max_new_tokens: int = DESCRIBE_TOKENS, steer: dict[str, float] | None = None,
+                   oracle: bool = False, device: str | None = None, log=None) -> dict[str, float]:
+    """The world benchmarks of `model` on the world eval split `data`, run by the evaluation runner: the metrics
+    alone (no run bookkeeping), with the oracle's `helpfulness` and `faithfulness` only when `oracle`.
+
+    `model`: a model folder, hub id or world:<name> (loaded on `device`: default cuda when available), or a `VLM`
+    already loaded (used as it is, on its own device; its answers are keyed by the folder it was loaded from, so
+    pass one changed in memory only with `out` None). `out`: a run folder (journal, results.json, items.jsonl for
+    `vlpref view`; a second call makes no model call); None: a temporary one, every answer generated afresh.
+    `steer`: the SteerLM attribute values to ask for, e.g. `vlpref.data.steerlm.TOP`.
+    """
+    settings = {"benchmark": "world", "data": str(data), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                "steer": ",".join(f"{k}:{v}" for k, v in steer.items()) if steer else None}
+    vlm = None
+    if isinstance(model, str | Path):
+        settings.update(model=str(model), device=device)
+    else:  # a loaded VLM: keyed by the folder it came from and its dtype
+        vlm = model
+        settings.update(model=vlm.name, dtype=str(vlm.model.dtype).removeprefix("torch."))
+    config = EvalConfig(**settings)
+    with contextlib.ExitStack() as stack:
+        folder = out if out is not None else stack.enter_context(tempfile.TemporaryDirectory())
+        results = evaluate(config, folder, log=log or (lambda *_: None), vlm=vlm)
+    left_out = set(RUN_KEYS) | (set() if oracle else {"helpfulness", "faithfulness"})
+    return {k: v for k, v in results.items() if k not in left_out}

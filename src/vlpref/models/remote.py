@@ -175,10 +175,10 @@ def endpoint_complete(endpoint: RemoteEndpoint):
 def local_complete(model: str, batch_size: int = 8):
     """The same over a transformers VLM in this process (hub id, path or world:<name>), in batches."""
     from vlpref.models.chat_api import from_openai_messages
+    from vlpref.models.names import resolve_model
     from vlpref.models.vlm import VLM, Chat
-    from vlpref.world.models import model_path
 
-    vlm = VLM.load(model_path(model))
+    vlm = VLM.load(resolve_model(model))
 
     def complete(messages, params, extras, on_done=None):
         results = []

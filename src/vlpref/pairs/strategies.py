@@ -126,7 +126,7 @@ def steerlm_record(prompt: Prompt, candidate: Candidate, annotation: Annotation)
         return None
     turns = steered(prompt.query, scores)
     return prompt.model_copy(update={
-        "id": f"{prompt.id}/steer/{candidate.id.rsplit('/', 2)[-2]}-{candidate.id.rsplit('/', 1)[-1]}",
+        "id": f"{prompt.id}/steer/{candidate.model_id}-{candidate.index}",
         "turns": [*turns, Turn(role="assistant", text=candidate.text)],
         "meta": {**prompt.meta, "candidate": candidate.id, "scores": scores}})
 
@@ -136,7 +136,7 @@ def seva_pair(prompt: Prompt, original: Candidate, augmented: Candidate) -> Pref
     image in training, as SeVa does). Identical answers make no pair."""
     if original.text.strip() == augmented.text.strip():
         return Skip(prompt.id, "identical answers on the original and the augmented image", augmented.id)
-    return _pair(prompt, original.text, augmented.text, "seva", original.model_id,
+    return _pair(prompt, original.text, augmented.text, "seva", f"{original.model_id}/{original.index}",
                  provenance={"chosen": original.id, "rejected": augmented.id,
                              "augmented_images": augmented.images, "model": original.model_id})
 

@@ -5,6 +5,13 @@
 
 Defaults follow the papers where they agree (β 0.1, sigmoid DPO on summed log-probs, cosine schedule, LoRA on the
 language model's linear layers, vision tower frozen); each paper's recipe sets the rest (methods.md §§1.4–4.3).
+
+The config is flat (one YAML mapping), but a key the chosen method, objective or finetuning does not read is an
+error naming the key and what reads it (`READ_UNDER`), e.g. `beta` with method sft, `image_negative` with objective
+dpo, `loss_type` with objective povid:
+
+    >>> TrainConfig(method="sft", data="runs/prompts", beta=0.5)
+    ValidationError: ... beta is not read with method: sft; it is read with method: dpo
 """
 
 from __future__ import annotations
@@ -19,6 +26,31 @@ from vlpref.numerics.preference import LossType
 from vlpref.training.data import Truncation
 
 Method = Literal["sft", "rs", "steerlm", "dpo"]
+
+# Keys read only under a choice another key makes: key -> (that key, the values under which it is read). A key set
+# explicitly (`model_fields_set`: in the YAML, on the command line) while the choice says otherwise is an error that
+# names it, since config that silently does nothing is the commonest bug class in peer toolkits (TRL dropping YAML
+# keys, torchtune never reading `clip_grad_norm`). Chains are followed: `loss_type` needs objective dpo, which
+# itself is read only with method dpo.
+READ_UNDER: dict[str, tuple[str, tuple[object, ...]]] = {
+    "objective": ("method", ("dpo",)),
+    "beta": ("method", ("dpo",)),
+    "reference": ("method", ("dpo",)),
+    "reference_cache": ("reference", ("precomputed",)),
+    "image_negative": ("objective", ("povid", "mdpo")),
+    "loss_type": ("objective", ("dpo",)),  # POVID and mDPO are built on sigmoid DPO as their papers define it
+    "label_smoothing": ("objective", ("dpo",)),
+    "length_normalized": ("objective", ("dpo",)),
+    "sft_weight": ("objective", ("dpo",)),  # SFT methods are all NLL already
+    "lora": ("finetune", ("lora",)),
+    "merge_lora": ("finetune", ("lora",)),
+    "projector_lr": ("freeze_projector", (False,)),
+}
+
+
+def _shown(value: object) -> str:
+    """A value as the YAML would spell it (true / false for booleans)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 class LoraSettings(StrictModel):
@@ -37,7 +69,7 @@ class TrainConfig(StrictModel):
                                        "dpo: a preference objective on pairs")
     data: str = Field(description="a dataset folder: pairs for dpo; prompts with target answers (or pairs, whose "
                                   "chosen side is the target) for sft, rs and steerlm")
-    model: str = Field(default="world-base", description="hub id, local folder, or a shapes-world model name")
+    model: str = Field(default="world:world-base", description="hub id, local folder, or world:<name>")
     revision: str | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="float32", description="weights' dtype; bf16 weights + `mixed_precision: bf16` on GPUs")
@@ -101,16 +133,34 @@ class TrainConfig(StrictModel):
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
     merge_lora: bool = Field(default=True, description="export the LoRA merged into a standard HF model folder")
 
+    def _unread(self, key: str) -> tuple[str, object] | None:
+        """The (key, value) of the choice under which `key` is not read (the highest up its chain), or None."""
+        decider, values = READ_UNDER[key]
+        if decider in READ_UNDER and (higher := self._unread(decider)) is not None:
+            return higher
+        value = getattr(self, decider)
+        return None if value in values else (decider, value)
+
+    def _refuse_unread(self) -> None:
+        problems = []
+        for key in READ_UNDER:
+            if key not in self.model_fields_set or (blocker := self._unread(key)) is None:
+                continue
+            readers, at = [], key  # the conditions from `key` up to the blocker: "objective povid or mdpo, method dpo"
+            while True:
+                decider, values = READ_UNDER[at]
+                readers.append(f"{decider}: {' or '.join(map(_shown, values))}")
+                if decider == blocker[0]:
+                    break
+                at = decider
+            problems.append(f"{key} is not read with {blocker[0]}: {_shown(blocker[1])}; "
+                            f"it is read with {', '.join(readers)}")
+        if problems:  # one line: config errors are reported one line per problem
+            raise ValueError(". ".join(problems))
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        if self.method != "dpo" and self.sft_weight:
-            raise ValueError("sft_weight is a DPO option; SFT methods are all NLL already")
-        if self.objective != "dpo" and (self.loss_type != "sigmoid" or self.label_smoothing or self.sft_weight
-                                        or self.length_normalized):
-            raise ValueError(f"objective {self.objective} is built on sigmoid DPO as its paper defines it; "
-                             "loss_type, label_smoothing, sft_weight and length_normalized apply to objective dpo")
-        if self.objective == "dpo" and self.image_negative is not None:
-            raise ValueError("image_negative applies to objectives povid and mdpo")
+        self._refuse_unread()
         full_parts = self.finetune == "full" or not self.freeze_projector or not self.freeze_vision
         if self.finetune == "lora" and self.reference == "online" and full_parts:
             raise ValueError("reference: online with LoRA is the model with its adapters disabled, which still "

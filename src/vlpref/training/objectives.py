@@ -4,7 +4,8 @@ and the loss it makes of the scores.
     >>> terms, counts = score_terms(vlm, batch, root, config)          # {"chosen": (b,), "rejected": (b,), ...}
     >>> out, found = objective_loss(config, terms, ref_terms, counts)   # PreferenceLoss, metrics (TRL's names)
 
-Objectives (methods.md §4.2, §5.3; the formulas are in `numerics.preference`):
+Objectives (methods.md §4.2, §5.3; the formulas are in `numerics.preference`; `OBJECTIVES` is the table of each
+one's terms, loss function and default image distortion):
 - `dpo` — the DPO family (sigmoid / cDPO / robust / hinge / IPO, ± length normalisation, ± SFT term) on
   log π(y_w|x) and log π(y_l|x). Silkie, Li–Lin–Pei, SeVa and POVID's stage 1.
 - `povid` — POVID's stage 2: 0.5·DPO(y_w, y_l) + 0.5·DPO(y_w, ŷ), where ŷ is the model's own argmax tokens with y_w
@@ -22,6 +23,8 @@ in — decide ŷ. A reference term cached in one batch and recomputed in another
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,20 +45,11 @@ from vlpref.numerics.preference import (
 from vlpref.training.data import Example, chat_of, query_of
 from vlpref.training.forward import Scored, score_examples, score_shared, score_unshared, summed
 
-TERMS = {"dpo": ("chosen", "rejected"), "povid": ("chosen", "rejected", "noise"),
-         "mdpo": ("chosen", "rejected", "corrupted")}
-
 
 def negative_image(config) -> AugmentConfig | None:
-    """The image distortion of `povid` (diffusion noise, step 500, on [0, 1] pixels: POVID's) or `mdpo` (a crop
-    keeping 1–20% of the area: mDPO's), unless the config names another."""
-    if config.objective == "dpo":
-        return None
-    if config.image_negative is not None:
-        return config.image_negative
-    if config.objective == "povid":
-        return AugmentConfig(op="diffusion", noise_step=500, space="pixels")
-    return AugmentConfig(op="mdpo-crop")
+    """The image distortion of the config's objective: the config's `image_negative`, or the objective's own default
+    (POVID: diffusion noise, step 500, on [0, 1] pixels; mDPO: a crop keeping 1–20% of the area); None for `dpo`."""
+    return config.image_negative if config.image_negative is not None else OBJECTIVES[config.objective].negative
 
 
 def distorted_chat(root: Path, example: Example, aug: AugmentConfig) -> Chat:
@@ -113,17 +107,46 @@ def score_terms(vlm: VLM, batch: list[Example], root: Path, config, prefix_shari
     return terms, counts.view(len(batch), 2)
 
 
-def objective_loss(config, policy: dict[str, torch.Tensor], ref: dict[str, torch.Tensor],
-                   counts: torch.Tensor) -> tuple[PreferenceLoss, dict[str, float]]:
-    pair = PairLogps(policy["chosen"], policy["rejected"], ref["chosen"], ref["rejected"], counts[:, 0],
-                     counts[:, 1])
-    if config.objective == "povid":
-        noise = PairLogps(policy["chosen"], policy["noise"], ref["chosen"], ref["noise"])
-        out, noise_side = povid_loss(pair, noise, config.beta)
-        return out, {**metrics(out, pair), **metrics(noise_side, noise, prefix="noise/")}
-    if config.objective == "mdpo":
-        out = mdpo_loss(pair, policy["corrupted"], ref["corrupted"], config.beta)
-        return out, metrics(out, pair)
+Metrics = dict[str, float]
+
+
+def _dpo(config, pair: PairLogps, policy: dict, ref: dict) -> tuple[PreferenceLoss, Metrics]:
     out = dpo_loss(pair, config.beta, config.loss_type, config.label_smoothing, config.length_normalized,
                    config.sft_weight)
     return out, metrics(out, pair)
+
+
+def _povid(config, pair: PairLogps, policy: dict, ref: dict) -> tuple[PreferenceLoss, Metrics]:
+    noise = PairLogps(policy["chosen"], policy["noise"], ref["chosen"], ref["noise"])
+    out, noise_side = povid_loss(pair, noise, config.beta)
+    return out, {**metrics(out, pair), **metrics(noise_side, noise, prefix="noise/")}
+
+
+def _mdpo(config, pair: PairLogps, policy: dict, ref: dict) -> tuple[PreferenceLoss, Metrics]:
+    out = mdpo_loss(pair, policy["corrupted"], ref["corrupted"], config.beta)
+    return out, metrics(out, pair)
+
+
+@dataclass(frozen=True)
+class Objective:
+    terms: tuple[str, ...]  # what score_terms returns; also the reference cache's columns, in this order
+    # (config, chosen/rejected PairLogps, policy terms, reference terms) -> per-pair losses, metrics (TRL's names)
+    loss: Callable[..., tuple[PreferenceLoss, Metrics]]
+    negative: AugmentConfig | None  # the default distortion of the image its extra term is scored under
+
+
+# The objectives, by the config's `objective`: one loss function each, no branching on the name elsewhere.
+OBJECTIVES: dict[str, Objective] = {
+    "dpo": Objective(("chosen", "rejected"), _dpo, None),
+    "povid": Objective(("chosen", "rejected", "noise"), _povid,
+                       AugmentConfig(op="diffusion", noise_step=500, space="pixels")),
+    "mdpo": Objective(("chosen", "rejected", "corrupted"), _mdpo, AugmentConfig(op="mdpo-crop")),
+}
+
+
+def objective_loss(config, policy: dict[str, torch.Tensor], ref: dict[str, torch.Tensor],
+                   counts: torch.Tensor) -> tuple[PreferenceLoss, Metrics]:
+    """The config's objective on the policy's and the reference's terms ({term: (b,)}) and the token counts (b, 2)."""
+    pair = PairLogps(policy["chosen"], policy["rejected"], ref["chosen"], ref["rejected"], counts[:, 0],
+                     counts[:, 1])
+    return OBJECTIVES[config.objective].loss(config, pair, policy, ref)

@@ -1,6 +1,7 @@
 """Reference log-probs computed once, cached on disk, reused across epochs and runs — vision data included.
 
-    >>> cache = ReferenceCache("runs/reference.sqlite", fingerprint=model_fingerprint("world-base", None, "float32"))
+    >>> from vlpref.models.fingerprint import model_fingerprint
+    >>> cache = ReferenceCache("runs/reference.sqlite", fingerprint=model_fingerprint(path, None, "float32"))
     >>> cache.compute(vlm, examples, root, score=lambda batch: ...)  # (b, terms): log π_ref(chosen), (rejected) …
     >>> ref = cache.get(root, examples)                              # (N, terms)
 
@@ -13,18 +14,27 @@ weight files), the dtype, the prompt turns, the images' bytes, the response toke
 objective's terms and its image distortion). A changed image, another
 truncation or another model makes new keys, never a stale hit. The store is the stages' sqlite journal, committed per
 batch, so a killed precompute resumes where it stopped, and several processes can fill one file.
+
+The trainer's reference is one of three objects, chosen once (`Trainer.__init__`), each answering `log_probs(batch,
+policy)` with log π_ref of the objective's terms:
+- `Precomputed`: rows of this cache, read into memory before training (`reference: precomputed`, the default);
+- `AdaptersDisabled`: the policy itself with its LoRA adapters switched off (`reference: online`, LoRA);
+- `FrozenCopy`: a frozen copy of the initial weights (`reference: online`, full fine-tuning).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
+from torch import nn
 
 from vlpref.journal import Journal, content_key
-from vlpref.models.fingerprint import model_fingerprint  # noqa: F401 (the docstring example uses it)
 from vlpref.models.vlm import VLM
 from vlpref.training.data import Example
 
@@ -83,3 +93,57 @@ class ReferenceCache:
                 raise KeyError(f"no cached reference log-probs for example {e.id}")
             rows.append(value)
         return torch.tensor(rows, dtype=torch.float32)
+
+
+# (batch, model) -> the objective's summed log-probs {term: (b,)} of `batch` under `model` (objectives.score_terms)
+Score = Callable[[list[Example], nn.Module], dict[str, torch.Tensor]]
+
+
+class Reference(Protocol):
+    def log_probs(self, batch: list[Example], policy: nn.Module) -> dict[str, torch.Tensor]:
+        """log π_ref of each of the objective's terms for `batch`, {term: (b,)}, without gradient. `policy` is the
+        model being trained, as the step calls it (DDP-prepared or sharded)."""
+        ...
+
+
+@dataclass
+class Precomputed:
+    """Reference log-probs computed before any weight changed and read from the cache into memory once (a cache key
+    hashes the example's image bytes, too slow to redo every step). No reference model is kept."""
+
+    table: torch.Tensor  # (N, terms) float32 on the CPU, row i = the trainer's examples[i]
+    rows: dict[int, int]  # id(example) -> its row: the trainer's own Example objects, so identity is safe
+    terms: tuple[str, ...]  # the table's columns
+    device: torch.device  # where the policy's log-probs are
+
+    def log_probs(self, batch: list[Example], policy: nn.Module) -> dict[str, torch.Tensor]:
+        cached = self.table[[self.rows[id(e)] for e in batch]].to(self.device)  # (b, terms)
+        return {t: cached[:, i] for i, t in enumerate(self.terms)}
+
+
+@dataclass
+class AdaptersDisabled:
+    """LoRA's reference is its base model: the policy with the adapters switched off, so no second copy is kept.
+    (The config refuses this when the projector or vision tower trains in full: those would not switch off.)"""
+
+    score: Score
+    autocast: Callable[[], AbstractContextManager]  # the policy's: a prepared model autocasts itself, a sharded one not
+
+    def log_probs(self, batch: list[Example], policy: nn.Module) -> dict[str, torch.Tensor]:
+        from accelerate.utils import extract_model_from_parallel  # DDP's wrapper off; peft's disable_adapter is inside
+
+        with torch.no_grad(), extract_model_from_parallel(policy).disable_adapter(), self.autocast():
+            return self.score(batch, policy)
+
+
+@dataclass
+class FrozenCopy:
+    """Full fine-tuning's online reference: a copy of the initial weights, frozen, in eval mode."""
+
+    model: nn.Module  # not prepared by accelerate (nothing trains), so it is put under autocast here
+    score: Score
+    autocast: Callable[[], AbstractContextManager]
+
+    def log_probs(self, batch: list[Example], policy: nn.Module) -> dict[str, torch.Tensor]:
+        with torch.no_grad(), self.autocast():
+            return self.score(batch, self.model)

@@ -15,8 +15,9 @@ follow, and it needs a GPU machine to validate.
 
 The run, top to bottom:
 1. load the model and the examples (truncation policy in `training.data`; dropped examples -> out/dropped.jsonl);
-2. DPO with `reference: precomputed`: reference log-probs for every example, from the cache or computed now, before
-   any weight changes (so no reference model is kept in memory);
+2. the DPO family's reference, chosen once (`training.reference`): with `reference: precomputed`, log-probs for every
+   example from the cache or computed now, before any weight changes (so no reference model is kept in memory);
+   online, the policy with its LoRA adapters disabled, or a frozen copy of the initial weights (full fine-tuning);
 3. freeze / LoRA (`training.params`), AdamW, warmup + cosine schedule;
 4. resume from the latest checkpoint in out/checkpoints if there is one;
 5. steps: every optimizer step takes one *global batch* of batch_size × grad_accum × processes examples, in an order
@@ -28,34 +29,42 @@ The run, top to bottom:
 
 Loss normalisation, so that any split into processes and micro-batches gives the same gradient: DPO losses are
 summed and divided by the global batch size; SFT's NLL is summed over tokens and divided by the global batch's token
-count (a token-level mean over the global batch, as HF's `num_items_in_batch`). DDP averages gradients over
-processes, so each process multiplies its part by the process count.
+count (a token-level mean over the global batch, as HF's `num_items_in_batch`; `numerics.sft`). DDP averages
+gradients over processes, so each process multiplies its part by the process count.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
 import time
 import warnings
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from vlpref.errors import VlprefError
 from vlpref.models.fingerprint import model_fingerprint
+from vlpref.models.names import resolve_model
 from vlpref.models.vlm import VLM
+from vlpref.numerics.sft import sft_loss
 from vlpref.training import checkpoint, sharding
 from vlpref.training.config import TrainConfig
 from vlpref.training.data import Example, load_examples
 from vlpref.training.forward import allow_checkpointing, score_examples
-from vlpref.training.objectives import TERMS, negative_image, objective_loss, score_terms
+from vlpref.training.objectives import OBJECTIVES, negative_image, objective_loss, score_terms
 from vlpref.training.params import param_groups, setup_trainable
-from vlpref.training.reference import ReferenceCache
-from vlpref.world.models import WORLD_PREFIX, model_path, world_model_names
+from vlpref.training.reference import AdaptersDisabled, FrozenCopy, Precomputed, Reference, ReferenceCache
+
+if TYPE_CHECKING:  # imported when a Trainer is made, not with this module (the CLI imports it to start faster)
+    from accelerate import Accelerator
 
 # peft asks transformers a deprecated question on every LoRA wrap; the answer is right, the warning is noise
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -69,6 +78,14 @@ class TrainResult:
     steps: int
     final_loss: float
     out: Path
+
+
+@dataclass
+class StepResult:
+    loss: float  # the global batch's loss, reduced over processes
+    lr: float  # the rate this step used
+    grad_norm: float | None  # before clipping; None without max_grad_norm
+    metrics: dict[str, float]  # batch means over the global batch (the DPO family's rewards/…, logps/…); SFT: none
 
 
 def settings_hash(config: TrainConfig) -> str:
@@ -86,100 +103,75 @@ def global_batch(step: int, n: int, size: int, seed: int, steps_per_epoch: int) 
     return order[position * size : (position + 1) * size]
 
 
+def make_accelerator(config: TrainConfig, out: Path) -> Accelerator:
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    # broadcast_buffers=False: DDP would otherwise broadcast buffers (rotary tables, position ids: constants)
+    # before every forward after a backward, and processes whose micro-batches need different numbers of
+    # forward passes (image-contrast pairs are scored apart) would pair those broadcasts with the gradient
+    # all-reduce and hang.
+    ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+    # accelerate keeps one process-wide state and refuses a second Accelerator with other precision settings;
+    # runs made one after another in a process (the demo, a sweep, tests) each get their own. The process
+    # group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=config.mixed_precision, cpu=config.device == "cpu",
+                       log_with=config.report_to or None, project_dir=str(out), kwargs_handlers=[ddp])
+
+
 class Trainer:
+    """One run. Everything is built here, once and in order: the model and examples, the reference, what trains,
+    the optimizer and schedule; `run()` then trains (resuming from out/checkpoints if it can).
+
+        >>> trainer = Trainer(config, "runs/x")    # loads; precomputes the reference log-probs if asked
+        >>> result = trainer.run()
+    """
+
+    config: TrainConfig
+    out: Path
+    resume: bool
+    accelerator: Accelerator
+    rank: int
+    world: int  # processes
+    main: bool  # the main process writes the run folder's files and logs
+    log: Callable[..., None]
+    root: Path  # the dataset folder
+    sharded: bool  # FSDP over more than one process
+    model_path: str  # `config.model`, resolved (a world model's folder)
+    vlm: VLM  # the loaded model; `trainable` wraps vlm.model (peft, for LoRA)
+    examples: list[Example]
+    reference: Reference | None  # None for the SFT methods: their NLL has no reference
+    reference_seconds: float  # spent making the reference (the precompute, or the frozen copy)
+    trainable: nn.Module  # the model to train, unwrapped (names without DDP's "module.")
+    model: nn.Module  # what a step calls: `trainable` prepared by accelerate (DDP), or sharded in place (FSDP)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    batch: int  # examples per optimizer step, all processes together (the global batch)
+    steps_per_epoch: int
+    total: int  # optimizer steps of the run
+
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = True, log=print):
-        from accelerate import Accelerator
-
-        self.config, self.out, self.resume = config, Path(out), resume
-        from accelerate.utils import DistributedDataParallelKwargs
-
-        # broadcast_buffers=False: DDP would otherwise broadcast buffers (rotary tables, position ids: constants)
-        # before every forward after a backward, and processes whose micro-batches need different numbers of
-        # forward passes (image-contrast pairs are scored apart) would pair those broadcasts with the gradient
-        # all-reduce and hang.
-        ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
-        # accelerate keeps one process-wide state and refuses a second Accelerator with other precision settings;
-        # runs made one after another in a process (the demo, a sweep, tests) each get their own. The process
-        # group (PartialState) is kept.
-        from accelerate.state import AcceleratorState
-
-        AcceleratorState._reset_state(reset_partial_state=False)
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.device == "cpu",
-                                       log_with=config.report_to or None, project_dir=str(self.out),
-                                       kwargs_handlers=[ddp])
+        c = self.config = config
+        self.out, self.resume = Path(out), resume
+        self.accelerator = make_accelerator(c, self.out)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.main = self.accelerator.is_main_process
         self.log = log if self.main else (lambda *a, **k: None)
-        self.root = Path(config.data)
-
-    # -- setup ------------------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        c = self.config
-        torch.manual_seed(c.seed)
-        path = resolve_model(c.model)
-        self.vlm = VLM.load(path, dtype=c.dtype, device=str(self.accelerator.device), revision=c.revision)
-        kind = "pairs" if c.method == "dpo" else "sft"
-        self.examples, dropped = load_examples(self.root, self.vlm, kind, c.max_length, c.truncation)
-        self.preflight(path)
-        self.row = {id(e): i for i, e in enumerate(self.examples)}  # the trainer's own objects: identity is safe
-        if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(c.model_dump_json(indent=2))
-            with (self.out / "dropped.jsonl").open("w") as f:
-                f.writelines(json.dumps(d) + "\n" for d in dropped)
-        self.log(f"{len(self.examples)} example(s) from {self.root}"
-                 + (f"; {len(dropped)} dropped by the truncation policy (out/dropped.jsonl)" if dropped else ""))
-        contrast = sum(e.rejected_images is not None for e in self.examples)
-        if contrast and c.objective != "dpo":
-            raise VlprefError(f"objective {c.objective} builds its extra negative from the chosen side's image; "
-                              f"{contrast} pair(s) in {self.root} have their own rejected images")
-        self.prefix_sharing = c.prefix_sharing
-        if contrast and self.prefix_sharing:
-            self.log(f"{contrast} pair(s) have their own rejected images: scored without prefix sharing")
-
-        self.reference = None  # (N, terms) precomputed reference log-probs, row i = self.examples[i]
-        self.copy = None
-        self.reference_seconds = 0.0
-        if c.method == "dpo" and c.reference == "precomputed":
-            cache_path = Path(c.reference_cache) if c.reference_cache else self.out / "reference.sqlite"
-            aug = negative_image(c)
-            scored = [c.objective, aug.model_dump() if aug else None, c.mixed_precision]
-            cache = ReferenceCache(cache_path, model_fingerprint(path, c.revision, c.dtype), scored)
-
-            def score(batch: list[Example]) -> torch.Tensor:
-                # under the policy's autocast, so that at step 0 the policy's and the reference's numbers agree
-                with self.accelerator.autocast():
-                    terms, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing)
-                return torch.stack([terms[t] for t in TERMS[c.objective]], dim=1).float().cpu()
-
-            began = time.perf_counter()
-            cache.compute(self.vlm, self.examples, self.root, score, c.batch_size, shard=(self.rank, self.world),
-                          log=self.log)
-            self.accelerator.wait_for_everyone()
-            # read once into memory: a cache key hashes the example's image bytes, too slow to redo every step
-            self.reference = cache.get(self.root, self.examples)
-            self.reference_seconds = time.perf_counter() - began
-        elif c.method == "dpo" and c.finetune == "full":  # online reference for full fine-tuning: a frozen copy
-            import copy
-
-            self.copy = copy.deepcopy(self.vlm.model).eval().requires_grad_(False)
-
-        model = setup_trainable(self.vlm.model, c)
-        if c.gradient_checkpointing:
-            # non-reentrant: the only kind under which a tensor made inside a checkpointed layer (the prefix's
-            # keys and values) can carry gradient to a later pass (the continuation)
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            allow_checkpointing(model)
-        model.train()
-        # FSDP: shard in place before the optimizer is made (fully_shard replaces the parameters with DTensors)
+        self.root = Path(c.data)
         self.sharded = c.sharding == "fsdp" and self.world > 1
-        if c.sharding == "fsdp" and not self.sharded:
-            self.log("sharding: fsdp with one process: nothing to shard, training unsharded")
-        if self.sharded:
-            sharding.shard(model, list(getattr(self.vlm.model, "_no_split_modules", None) or []))
-        self.trainable = model  # unwrapped (names without DDP's "module.")
-        self.model_path = path
-        optimizer = torch.optim.AdamW(param_groups(model, c.lr, c.projector_lr, c.weight_decay), lr=c.lr,
+
+        torch.manual_seed(c.seed)
+        self.model_path = resolve_model(c.model)
+        self.vlm = VLM.load(self.model_path, dtype=c.dtype, device=str(self.accelerator.device), revision=c.revision)
+        self.examples = self._load_examples()
+        began = time.perf_counter()
+        # before any weight changes: the precompute scores the initial weights, the frozen copy copies them
+        self.reference = self._make_reference()
+        self.reference_seconds = time.perf_counter() - began
+        self.trainable = self._make_trainable()
+        optimizer = torch.optim.AdamW(param_groups(self.trainable, c.lr, c.projector_lr, c.weight_decay), lr=c.lr,
                                       betas=c.adam_betas)
         self.batch = c.batch_size * c.grad_accum * self.world
         self.steps_per_epoch = math.ceil(len(self.examples) / self.batch)
@@ -192,58 +184,185 @@ class Trainer:
         # The scheduler is not prepared: accelerate would step it once per process. A sharded model is not
         # prepared either: FSDP already synchronises its gradients (accelerate would wrap it in DDP as well).
         if self.sharded:
-            self.model, self.optimizer = model, optimizer
+            self.model, self.optimizer = self.trainable, optimizer
         else:
-            self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+            self.model, self.optimizer = self.accelerator.prepare(self.trainable, optimizer)
         n_train = sum(p.numel() for p in self.trainable.parameters() if p.requires_grad)
         n_all = sum(p.numel() for p in self.trainable.parameters())
         self.log(f"{c.method} on {c.model}: {n_train:,} of {n_all:,} parameters train ({c.finetune}); "
                  f"{self.total} step(s) of {self.batch} example(s), {self.world} process(es)")
 
-    def preflight(self, path: str) -> None:
+    # -- setup, in the order __init__ calls it -----------------------------------------------------------------
+    def _load_examples(self) -> list[Example]:
+        """The examples (truncation policy in `training.data`), checked against the model and the objective; writes
+        out/config.json and out/dropped.jsonl."""
+        c = self.config
+        kind = "pairs" if c.method == "dpo" else "sft"
+        examples, dropped = load_examples(self.root, self.vlm, kind, c.max_length, c.truncation)
+        self._preflight(examples[0])
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(c.model_dump_json(indent=2))
+            with (self.out / "dropped.jsonl").open("w") as f:
+                f.writelines(json.dumps(d) + "\n" for d in dropped)
+        self.log(f"{len(examples)} example(s) from {self.root}"
+                 + (f"; {len(dropped)} dropped by the truncation policy (out/dropped.jsonl)" if dropped else ""))
+        contrast = sum(e.rejected_images is not None for e in examples)
+        if contrast and c.objective != "dpo":
+            raise VlprefError(f"objective {c.objective} builds its extra negative from the chosen side's image; "
+                              f"{contrast} pair(s) in {self.root} have their own rejected images")
+        if contrast and c.prefix_sharing:
+            self.log(f"{contrast} pair(s) have their own rejected images: scored without prefix sharing")
+        return examples
+
+    def _preflight(self, example: Example) -> None:
         """One example through the model before anything is computed or written, so that a processor that does not
         fit the model (another checkpoint's image size or token count) fails here, saying so."""
         try:
             with torch.no_grad():
-                score_examples(self.vlm, self.examples[:1], self.root, self.config.prefix_sharing)
+                score_examples(self.vlm, [example], self.root, self.config.prefix_sharing)
         except (ValueError, RuntimeError, IndexError) as error:
-            raise VlprefError(f"{path}: the processor's inputs do not fit the model ({type(error).__name__}: "
-                              f"{error}); are the processor files from the same checkpoint as the weights?") from None
+            raise VlprefError(f"{self.model_path}: the processor's inputs do not fit the model "
+                              f"({type(error).__name__}: {error}); are the processor files from the same checkpoint "
+                              "as the weights?") from None
 
-    # -- one micro-batch --------------------------------------------------------------------------------------
-    def micro_loss(self, batch: list[Example], normaliser: float) -> tuple[torch.Tensor, dict]:
-        """This micro-batch's part of the global batch's loss (already scaled), and its metrics (sums over pairs)."""
+    def _make_reference(self) -> Reference | None:
+        """The DPO family's reference, chosen once: cached log-probs, the policy with its adapters off, or a frozen
+        copy of the initial weights (reference.py describes the three)."""
         c = self.config
-        # a prepared model runs under accelerate's autocast by itself; a sharded one (not prepared) is put under it
-        autocast = self.accelerator.autocast() if self.sharded else nullcontext()
-        if c.method != "dpo":  # NLL summed over tokens; normaliser = the global batch's token count
-            with autocast:
-                sums, counts = score_examples(self.vlm, batch, self.root, self.prefix_sharing, model=self.model)
-            nll = -sums[:, 0].sum()
-            return nll * self.world / normaliser, {"nll_sum": nll.item(), "tokens": counts.sum().item()}
-        with autocast:
-            terms, counts = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
-        if self.reference is not None:
-            cached = self.reference[[self.row[id(e)] for e in batch]].to(counts.device)
-            ref = {t: cached[:, i] for i, t in enumerate(TERMS[c.objective])}
-        else:
-            with torch.no_grad():
-                if self.copy is not None:  # not prepared by accelerate, so autocast it here like the policy
-                    with self.accelerator.autocast():
-                        ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.copy)
-                else:
-                    with self.accelerator.unwrap_model(self.model).disable_adapter(), \
-                            self.accelerator.autocast() if self.sharded else nullcontext():
-                        ref, _ = score_terms(self.vlm, batch, self.root, c, self.prefix_sharing, model=self.model)
+        if c.method != "dpo":
+            return None
+        if c.reference == "precomputed":
+            return self._precompute()
+        if c.finetune == "lora":
+            return AdaptersDisabled(self._reference_terms, self._autocast)
+        frozen = copy.deepcopy(self.vlm.model).eval().requires_grad_(False)
+        return FrozenCopy(frozen, self._reference_terms, self.accelerator.autocast)
+
+    def _precompute(self) -> Precomputed:
+        """Reference log-probs of every example, from the cache or computed now (each process its share)."""
+        c = self.config
+        terms = OBJECTIVES[c.objective].terms
+        cache_path = Path(c.reference_cache) if c.reference_cache else self.out / "reference.sqlite"
+        aug = negative_image(c)
+        scored = [c.objective, aug.model_dump() if aug else None, c.mixed_precision]
+        cache = ReferenceCache(cache_path, model_fingerprint(self.model_path, c.revision, c.dtype), scored)
+
+        def score(batch: list[Example]) -> torch.Tensor:  # (b, terms)
+            # under the policy's autocast, so that at step 0 the policy's and the reference's numbers agree
+            with self.accelerator.autocast():
+                found = self._reference_terms(batch, self.vlm.model)
+            return torch.stack([found[t] for t in terms], dim=1).float().cpu()
+
+        cache.compute(self.vlm, self.examples, self.root, score, c.batch_size, shard=(self.rank, self.world),
+                      log=self.log)
+        self.accelerator.wait_for_everyone()
+        rows = {id(e): i for i, e in enumerate(self.examples)}
+        return Precomputed(cache.get(self.root, self.examples), rows, terms, self.accelerator.device)
+
+    def _make_trainable(self) -> nn.Module:
+        """Freeze / LoRA (`training.params`), gradient checkpointing, and FSDP's sharding, on vlm.model in place."""
+        c = self.config
+        model = setup_trainable(self.vlm.model, c)
+        if c.gradient_checkpointing:
+            # non-reentrant: the only kind under which a tensor made inside a checkpointed layer (the prefix's
+            # keys and values) can carry gradient to a later pass (the continuation)
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            allow_checkpointing(model)
+        model.train()
+        if c.sharding == "fsdp" and not self.sharded:
+            self.log("sharding: fsdp with one process: nothing to shard, training unsharded")
+        if self.sharded:  # in place, before the optimizer is made (fully_shard replaces the parameters by DTensors)
+            sharding.shard(model, list(getattr(self.vlm.model, "_no_split_modules", None) or []))
+        return model
+
+    # -- scoring -------------------------------------------------------------------------------------------------
+    def _autocast(self) -> AbstractContextManager:
+        """What the policy's forward runs under: a prepared model autocasts by itself; a sharded one (not prepared)
+        is put under accelerate's autocast here."""
+        return self.accelerator.autocast() if self.sharded else nullcontext()
+
+    def _reference_terms(self, batch: list[Example], model: nn.Module) -> dict[str, torch.Tensor]:
+        """The objective's summed log-probs of `batch` under `model`, {term: (b,)}: a reference's `Score`."""
+        terms, _ = score_terms(self.vlm, batch, self.root, self.config, self.config.prefix_sharing, model=model)
+        return terms
+
+    def _normaliser(self, indices: list[int]) -> float:
+        """What the global batch's summed loss is divided by: its pairs (the DPO family's mean per pair), or its
+        response tokens (SFT's mean per token, `numerics.sft`)."""
+        if self.config.method == "dpo":
+            return float(len(indices))
+        return float(sum(len(self.examples[i].responses[0]) for i in indices))
+
+    def micro_loss(self, batch: list[Example], normaliser: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """This micro-batch's part of the global batch's loss, and its metrics (sums over pairs). Each process's
+        part is multiplied by the process count, as DDP (and FSDP) average gradients over processes."""
+        c = self.config
+        if c.method != "dpo":  # SFT, rs, steerlm: NLL over the target's tokens
+            with self._autocast():
+                sums, _ = score_examples(self.vlm, batch, self.root, c.prefix_sharing, model=self.model)  # (b, 1)
+            return sft_loss(sums[:, 0], normaliser) * self.world, {}
+        with self._autocast():
+            terms, counts = score_terms(self.vlm, batch, self.root, c, c.prefix_sharing, model=self.model)
+        ref = self.reference.log_probs(batch, self.model)
         out, found = objective_loss(c, terms, ref, counts)
         found = {k: v * len(batch) for k, v in found.items()}  # sums, averaged over the global batch at log time
         return out.losses.sum() * self.world / normaliser, found
 
-    # -- the loop ---------------------------------------------------------------------------------------------
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def _step(self, step: int) -> StepResult:
+        """Optimizer step `step` (0-based): its global batch, this process's share in grad_accum micro-batches
+        (gradients synchronised once, after the last), clipping, the update."""
+        c, acc = self.config, self.accelerator
+        indices = global_batch(step, len(self.examples), self.batch, c.seed, self.steps_per_epoch)
+        share = c.batch_size * c.grad_accum
+        mine = indices[self.rank * share : (self.rank + 1) * share]
+        normaliser = self._normaliser(indices)
+        totals: dict[str, float] = {}
+        step_loss = torch.zeros((), device=acc.device)
+        for micro in range(c.grad_accum):
+            part = mine[micro * c.batch_size : (micro + 1) * c.batch_size]
+            last = micro == c.grad_accum - 1
+            if self.sharded:  # FSDP reduce-scatters once, after the last micro-batch's backward
+                self.model.set_requires_gradient_sync(last)
+            with nullcontext() if last or self.sharded else acc.no_sync(self.model):
+                loss_part, values = self.micro_loss([self.examples[i] for i in part], normaliser)
+                acc.backward(loss_part)
+            step_loss += loss_part.detach()
+            for k, v in values.items():
+                totals[k] = totals.get(k, 0.0) + v
+        if self.sharded:
+            sharding.release(self.model)
+        grad_norm = self._clip() if c.max_grad_norm is not None else None
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # the global batch's loss: each process holds its share × world, so the mean over processes is the sum
+        loss = float(acc.reduce(step_loss, reduction="mean"))
+        metrics = {}
+        if totals:  # a collective: every process has the same keys (the SFT methods report none)
+            sums = acc.reduce(torch.tensor(list(totals.values()), device=acc.device), reduction="sum")
+            metrics = {k: v / len(indices) for k, v in zip(totals, sums.tolist(), strict=True)}
+        return StepResult(loss, lr, grad_norm, metrics)
+
+    def _clip(self) -> float:
+        """Clip the gradients to max_grad_norm; their norm before clipping, over every process's part."""
+        if not self.sharded:
+            return float(self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        from torch.distributed.tensor import DTensor
+
+        # the norm over every shard (DTensor collectives)
+        norm = torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None],
+                                              self.config.max_grad_norm)
+        return float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+
+    def _save(self, step: int) -> None:
+        checkpoint.save(self.out, step, self.trainable, self.optimizer, self.scheduler, settings_hash(self.config),
+                        self.rank, self.world, self.accelerator.wait_for_everyone, self.config.keep_checkpoints)
+
     def run(self) -> TrainResult:
         c, acc = self.config, self.accelerator
-        if not hasattr(self, "vlm"):
-            self.setup()
         start = 0
         found = checkpoint.checkpoints(self.out)
         if found and self.resume:
@@ -259,48 +378,13 @@ class Trainer:
         loss = float("nan")
         last_row = time.perf_counter()
         for step in range(start, self.total):
-            indices = global_batch(step, len(self.examples), self.batch, c.seed, self.steps_per_epoch)
-            mine = indices[self.rank * c.batch_size * c.grad_accum : (self.rank + 1) * c.batch_size * c.grad_accum]
-            if c.method == "dpo":
-                normaliser = float(len(indices))
-            else:
-                normaliser = float(sum(len(self.examples[i].responses[0]) for i in indices))
-            totals: dict[str, float] = {}
-            step_loss = torch.zeros((), device=acc.device)
-            for micro in range(c.grad_accum):
-                part = mine[micro * c.batch_size : (micro + 1) * c.batch_size]
-                last = micro == c.grad_accum - 1
-                if self.sharded:  # FSDP reduce-scatters once, after the last micro-batch's backward
-                    self.model.set_requires_gradient_sync(last)
-                with nullcontext() if last or self.sharded else acc.no_sync(self.model):
-                    loss_part, values = self.micro_loss([self.examples[i] for i in part], normaliser)
-                    acc.backward(loss_part)
-                step_loss += loss_part.detach()
-                for k, v in values.items():
-                    totals[k] = totals.get(k, 0.0) + v
-            grad_norm = None
-            if self.sharded:
-                sharding.release(self.model)
-            if c.max_grad_norm is not None and self.sharded:  # the norm over every shard (DTensor collectives)
-                norm = torch.nn.utils.clip_grad_norm_(
-                    [p for p in self.model.parameters() if p.grad is not None], c.max_grad_norm)
-                grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
-            elif c.max_grad_norm is not None:
-                grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), c.max_grad_norm))
-            lr = self.scheduler.get_last_lr()[0]  # the rate this step used
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            # the global batch's loss: each process holds its share × world, so the mean over processes is the sum
-            loss = float(acc.reduce(step_loss, reduction="mean"))
+            done = self._step(step)
+            loss = done.loss
             row = {"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "loss": loss,
-                   "lr": lr, "grad_norm": grad_norm,
+                   "lr": done.lr, "grad_norm": done.grad_norm,
                    # since the previous row: this step plus the previous step's logging and checkpoint
-                   "seconds": round(time.perf_counter() - last_row, 4)}
+                   "seconds": round(time.perf_counter() - last_row, 4), **done.metrics}
             last_row = time.perf_counter()
-            if c.method == "dpo":
-                sums = acc.reduce(torch.tensor(list(totals.values()), device=acc.device), reduction="sum")
-                row |= {k: v / len(indices) for k, v in zip(totals, sums.tolist(), strict=True)}
             if self.main:
                 with log_file.open("a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -311,11 +395,9 @@ class Trainer:
                                 if k in row)
                 self.log(f"step {step + 1}/{self.total} loss {loss:.4f} lr {row['lr']:.2e}{extra}")
             if c.save_every and (step + 1) % c.save_every == 0 and step + 1 < self.total:
-                checkpoint.save(self.out, step + 1, self.trainable, self.optimizer, self.scheduler,
-                                settings_hash(c), self.rank, self.world, acc.wait_for_everyone, c.keep_checkpoints)
+                self._save(step + 1)
         if self.total > start:
-            checkpoint.save(self.out, self.total, self.trainable, self.optimizer, self.scheduler, settings_hash(c),
-                            self.rank, self.world, acc.wait_for_everyone, c.keep_checkpoints)
+            self._save(self.total)
         self.export()
         if self.main:  # written last: its presence means the run, export included, finished
             (self.out / "summary.json").write_text(json.dumps({"steps": self.total, "final_loss": loss}))
@@ -345,21 +427,12 @@ class Trainer:
                 save_file(full, self.out / "adapter" / "trained_in_full.safetensors")
             if not self.config.merge_lora:
                 return
-            import copy
-
             # Merged on the CPU: training is over, and a copy on the GPU would double the model's memory there at
             # the very end of a run (+26 GB for a 13B model in bf16). The trained model stays intact (and on CPU).
             model = copy.deepcopy(model.cpu()).merge_and_unload()
         model.save_pretrained(self.out / "model")
         self.vlm.processor.save_pretrained(self.out / "model")
         self.log(f"model written to {self.out / 'model'}")
-
-
-def resolve_model(name: str) -> str:
-    """A shapes-world model name (world-base, or world:world-base) -> its folder; a hub id or path as it is."""
-    if not name.startswith(WORLD_PREFIX) and name in world_model_names() and not Path(name).exists():
-        name = WORLD_PREFIX + name
-    return model_path(name)
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = True, log=print) -> TrainResult:

@@ -23,9 +23,9 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 
+from vlpref.data.files import inside, read_jsonl
 from vlpref.data.images import resolve_image
 from vlpref.errors import VlprefError
-from vlpref.evaluation.run import inside
 from vlpref.view.index import Filters, PairIndex, word_diff
 
 PAGE_SIZE = 50
@@ -151,7 +151,6 @@ def _pair_routes(app: FastAPI, index: PairIndex, render, page_size: int) -> None
 
 def _load_run(folder: Path) -> dict:
     from vlpref.evaluation.report import load_run
-    from vlpref.evaluation.run import read_jsonl
 
     results = load_run(folder)
     items = read_jsonl(folder / "items.jsonl", "items") if (folder / "items.jsonl").is_file() else []
@@ -162,7 +161,7 @@ def _load_run(folder: Path) -> dict:
 
 
 def _eval_routes(app: FastAPI, folders: list[Path], render, page_size: int) -> None:
-    from vlpref.evaluation.report import _arrow, _numbers
+    from vlpref.evaluation.report import arrow, numeric_metrics
 
     runs = [_load_run(folder) for folder in folders]
     if len(runs) == 2 and runs[0]["name"] == runs[1]["name"]:
@@ -170,9 +169,9 @@ def _eval_routes(app: FastAPI, folders: list[Path], render, page_size: int) -> N
 
     @app.get("/", response_class=HTMLResponse)
     def overview(q: str | None = None, wrong: str | None = None, page: str | None = None):
-        numbers = [_numbers(run["results"]) for run in runs]
+        numbers = [numeric_metrics(run["results"]) for run in runs]
         metrics = [m for m in numbers[0] if all(m in n for n in numbers)]
-        table = [{"metric": m + _arrow(m), "values": [n[m] for n in numbers],
+        table = [{"metric": m + arrow(m), "values": [n[m] for n in numbers],
                   "delta": numbers[1][m] - numbers[0][m] if len(runs) == 2 else None} for m in metrics]
         first = runs[0]
         search = (q or "").strip().lower()

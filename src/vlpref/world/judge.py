@@ -11,7 +11,7 @@ pipeline that names no judge runs offline on it. Rubrics (methods.md §1.2, §2.
 - `vlfeedback`: Helpfulness, Ethical Considerations, Visual Faithfulness, each 1-5.
 - `helpsteer`: Helpfulness, Correctness, Coherence, Complexity, Verbosity, each 0-4.
 
-Scoring, from `metrics.check_response` (every claim checked against the scene):
+Scoring, from `claims.check_response` (every claim checked against the scene):
 - Visual Faithfulness: 5 with no hallucinated fact; otherwise 1 + 4 x precision, rounded, at most 4. One wrong fact
   always costs at least a point, so a ground-truth answer outranks itself with any injected hallucination. A wrong
   answer to a question is itself unfaithful: 1 for yes/no (a "yes" to an absent object), at most 2 otherwise.
@@ -28,12 +28,10 @@ from __future__ import annotations
 import json
 
 from vlpref.data.schema import Annotation, AspectScore, Candidate, Prompt
-from vlpref.world.metrics import Facts, check_response
+from vlpref.world.claims import Facts, check_response
 from vlpref.world.parse import parse_claims, words_of
 from vlpref.world.scenes import NUMBER_WORDS, Scene
 
-VLFEEDBACK_ASPECTS = ("Helpfulness", "Ethical Considerations", "Visual Faithfulness")
-HELPSTEER_ASPECTS = ("Helpfulness", "Correctness", "Coherence", "Complexity", "Verbosity")
 YES_NO_TASKS = ("pope", "relation")
 DESCRIPTIVE_TASKS = ("describe", "open")
 

@@ -1,115 +1,35 @@
-"""Exact hallucination metrics: every claim a response makes, checked against its scene graph.
+"""The world benchmarks' numbers from answers already given: CHAIR, hallucination types and coverage over
+descriptions, world-POPE per split, and the oracle judge's ratings. No model call here: `vlpref.evaluation.world`
+gets the answers (journalled, like every benchmark's) and hands their texts to `world_metrics`.
 
-    >>> facts = check_response(scene, "There is a red circle at the top left. There is a blue star.")
-    >>> facts.hallucinated_objects, facts.wrong_attributes
-    (['star'], ['circle: color red'])
+    >>> results, items = world_metrics(describe, texts, pope, answers, oracle=True)
+    >>> results["chair_i"], results["pope_f1_adversarial"], items[describe[0].id]["hallucinated"]
 
-What counts (claims come from `parse.parse_claims`):
-- object: a mention (not negated) of a category absent from the scene; the CHAIR unit;
-- attribute: a stated colour or size that no object of that (present) category has;
-- count: a stated number that differs from the scene's count of that category (of that colour, if one is given);
-- position: a stated cell holding no object of that category (and colour);
-- relation: a stated relation (or its negation) that no pair of objects of the two categories makes true;
-- coverage: the share of the scene's categories the response mentions.
+Results, in this order: `chair_s`, `chair_i`, `recall`, `mentions`, `captions` (CHAIR, `vlpref.evaluation.scoring.chair`
+on the categories each description mentions, duplicates counted); `attribute_hallucination`, `count_hallucination`,
+`position_hallucination`, `relation_hallucination` (wrong claims of that kind / claims of that kind, 0 with none);
+`coverage` (the mean share of each scene's categories mentioned); with `oracle`, `helpfulness` and `faithfulness`
+(the oracle judge's mean Helpfulness and Visual Faithfulness, VLFeedback's 1-5, over the descriptions); then per
+split `pope_f1_<split>`, `pope_accuracy_<split>` and `pope_yes_ratio_<split>`. What counts as a wrong claim is in
+`vlpref.world.claims`.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-from pathlib import Path
-
-from vlpref.data.schema import DecodingParams, Prompt
-from vlpref.numerics.chair import chair
-from vlpref.numerics.pope import pope_answer, pope_metrics
-from vlpref.world.parse import parse_claims
-from vlpref.world.scenes import COLS, ROWS, Scene
+from vlpref.data.schema import Candidate, Prompt
+from vlpref.evaluation.scoring.chair import chair
+from vlpref.evaluation.scoring.pope import pope_answer, pope_metrics
+from vlpref.world.claims import Facts, check_response
+from vlpref.world.judge import OracleJudge
+from vlpref.world.scenes import Scene
 from vlpref.world.tasks import POPE_SPLITS
-
-
-@dataclass
-class Facts:
-    """What one response got right and wrong about its scene."""
-
-    mentions: list[str] = field(default_factory=list)  # categories mentioned as present, duplicates kept
-    hallucinated_objects: list[str] = field(default_factory=list)
-    attributes: int = 0
-    wrong_attributes: list[str] = field(default_factory=list)
-    counts: int = 0
-    wrong_counts: list[str] = field(default_factory=list)
-    positions: int = 0
-    wrong_positions: list[str] = field(default_factory=list)
-    relations: int = 0
-    wrong_relations: list[str] = field(default_factory=list)
-    covered: set[str] = field(default_factory=set)
-    missed: set[str] = field(default_factory=set)
-    wrong_answers: list[str] = field(default_factory=list)  # set by the judge for wrong answers to questions
-
-    @property
-    def errors(self) -> list[str]:
-        """Every hallucinated fact, as short phrases (for rationales)."""
-        return ([f"absent {c}" for c in self.hallucinated_objects] + self.wrong_attributes + self.wrong_counts
-                + self.wrong_positions + self.wrong_relations + self.wrong_answers)
-
-    @property
-    def correct(self) -> int:
-        """Number of correct fact claims (objects, attributes, counts, positions, relations)."""
-        return (len(self.mentions) - len(self.hallucinated_objects) + self.attributes - len(self.wrong_attributes)
-                + self.counts - len(self.wrong_counts) + self.positions - len(self.wrong_positions)
-                + self.relations - len(self.wrong_relations))
-
-    @property
-    def coverage(self) -> float:
-        total = len(self.covered) + len(self.missed)
-        return len(self.covered) / total if total else 1.0
-
-
-def check_response(scene: Scene, text: str) -> Facts:
-    claims = parse_claims(text)
-    facts = Facts()
-    present = scene.categories
-    for m in claims.objects:
-        facts.mentions.append(m.category)
-        if m.category not in present:
-            facts.hallucinated_objects.append(m.category)
-            continue
-        of_category = [o for o in scene.objects if o.category == m.category]
-        if m.color is not None:
-            facts.attributes += 1
-            if not any(o.color == m.color for o in of_category):
-                facts.wrong_attributes.append(f"{m.category}: color {m.color}")
-        if m.size is not None:
-            facts.attributes += 1
-            if not any(o.size == m.size for o in of_category):
-                facts.wrong_attributes.append(f"{m.category}: size {m.size}")
-        if m.count is not None:
-            facts.counts += 1
-            if scene.count(m.category, m.color) != m.count:
-                facts.wrong_counts.append(f"{m.category}: count {m.count}")
-        if m.row is not None:
-            facts.positions += 1
-            matching = [o for o in of_category if m.color is None or o.color == m.color]
-            if not any((o.row, o.col) == (m.row, m.col) for o in matching):
-                facts.wrong_positions.append(f"{m.category}: position {ROWS[m.row]} {COLS[m.col]}")
-    for r in claims.relations:
-        facts.relations += 1
-        pairs = itertools.product([o for o in scene.objects if o.category == r.a],
-                                  [o for o in scene.objects if o.category == r.b])
-        holds = any(a is not b and scene.relation(a, r.relation, b) for a, b in pairs)
-        if holds == r.negated:
-            facts.wrong_relations.append(f"{r.a} {'not ' if r.negated else ''}{r.relation} {r.b}")
-    facts.covered = present & set(facts.mentions)
-    facts.missed = present - facts.covered
-    return facts
 
 
 def _rate(wrong: int, total: int) -> float:
     return wrong / total if total else 0.0
 
 
-def description_metrics(scenes: list[Scene], texts: list[str]) -> dict[str, float]:
-    """CHAIR, attribute / count / position / relation hallucination rates and coverage over descriptions."""
-    all_facts = [check_response(s, t) for s, t in zip(scenes, texts, strict=True)]
+def _description_metrics(scenes: list[Scene], all_facts: list[Facts]) -> dict[str, float]:
     out = chair([f.mentions for f in all_facts], [s.categories for s in scenes])
     total = lambda name: sum(getattr(f, name) for f in all_facts)  # noqa: E731
     wrong = lambda name: sum(len(getattr(f, name)) for f in all_facts)  # noqa: E731
@@ -123,40 +43,50 @@ def description_metrics(scenes: list[Scene], texts: list[str]) -> dict[str, floa
     return out
 
 
-def evaluate_world(vlm, data: str | Path, max_descriptions: int | None = None, batch_size: int = 32,
-                   max_new_tokens: int = 64, steer: dict[str, float] | None = None,
-                   oracle: bool = False) -> dict[str, float]:
-    """Greedy answers of `vlm` on a world eval split: CHAIR and co. on descriptions, POPE per split. `steer`: ask a
-    SteerLM model for these attribute values in every question (vlpref.data.steerlm). `oracle`: also the oracle
-    judge's mean Helpfulness and Visual Faithfulness (VLFeedback's 1-5) over the descriptions."""
-    from vlpref.data.steerlm import steered
-    from vlpref.data.store import read_records
-    from vlpref.models.vlm import Chat
+def description_metrics(scenes: list[Scene], texts: list[str]) -> dict[str, float]:
+    """CHAIR, attribute / count / position / relation hallucination rates and coverage over descriptions."""
+    return _description_metrics(scenes, [check_response(s, t) for s, t in zip(scenes, texts, strict=True)])
 
-    data = Path(data)
-    prompts: list[Prompt] = read_records(data)
-    if steer:
-        prompts = [p.model_copy(update={"turns": steered(p.query, steer)}) for p in prompts]
-    greedy = DecodingParams(temperature=0.0, max_new_tokens=max_new_tokens)
-    describe = [p for p in prompts if p.meta["task"] == "describe"][:max_descriptions]
-    texts = [g.text for g in vlm.generate([Chat.from_prompt(p, data) for p in describe], greedy, batch_size)]
-    results = description_metrics([Scene.from_dict(p.meta["scene"]) for p in describe], texts)
+
+def oracle_ratings(prompts: list[Prompt], texts: list[str]) -> list[dict[str, float]]:
+    """The oracle judge's Helpfulness and Visual Faithfulness (VLFeedback's 1-5) of each answer to its prompt."""
+    judge = OracleJudge()
+    rated = [judge.annotate(p, [Candidate(id=f"{p.id}/eval", prompt_id=p.id, model_id="eval", text=t)])[0]
+             for p, t in zip(prompts, texts, strict=True)]
+    return [{"helpfulness": a.aspects["Helpfulness"].score, "faithfulness": a.aspects["Visual Faithfulness"].score}
+            for a in rated]
+
+
+def pope_verdict(text: str) -> str:
+    """'yes' or 'no': the official POPE parser on the answer with its first letter capitalised, since the world's
+    models answer in lower case and the parser reads 'No' and 'no' but not 'NO'."""
+    return pope_answer(text.capitalize())
+
+
+def world_metrics(describe: list[Prompt], texts: list[str], pope: list[Prompt], answers: list[str],
+                  oracle: bool = False) -> tuple[dict[str, float], dict[str, dict]]:
+    """(results, items): the world benchmarks' numbers (see the module docstring) from the answers `texts` to the
+    description prompts and `answers` to the yes/no prompts; and, per prompt id, what the per-item view shows (the
+    hallucinated facts, coverage and ratings of a description; the verdict of a yes/no answer)."""
+    scenes = [Scene.from_dict(p.meta["scene"]) for p in describe]
+    all_facts = [check_response(s, t) for s, t in zip(scenes, texts, strict=True)]
+    results = _description_metrics(scenes, all_facts)
+    items = {p.id: {"task": "describe", "hallucinated": ", ".join(f.errors) or "none",
+                    "missed": ", ".join(sorted(f.missed)) or "none", "coverage": f.coverage}
+             for p, f in zip(describe, all_facts, strict=True)}
     if oracle:
-        from vlpref.data.schema import Candidate
-        from vlpref.world.judge import OracleJudge
-
-        judge = OracleJudge()
-        rated = [judge.annotate(p, [Candidate(id=f"{p.id}/eval", prompt_id=p.id, model_id="eval", text=t)])[0]
-                 for p, t in zip(describe, texts, strict=True)]
-        for aspect, key in (("Helpfulness", "helpfulness"), ("Visual Faithfulness", "faithfulness")):
-            results[key] = sum(a.aspects[aspect].score for a in rated) / len(rated) if rated else 0.0
-    pope = [p for p in prompts if p.meta["task"] == "pope"]
-    short = greedy.model_copy(update={"max_new_tokens": 4})
-    answers = [g.text for g in vlm.generate([Chat.from_prompt(p, data) for p in pope], short, batch_size)]
+        ratings = oracle_ratings(describe, texts)
+        for key in ("helpfulness", "faithfulness"):
+            results[key] = sum(r[key] for r in ratings) / len(ratings) if ratings else 0.0
+        for p, r in zip(describe, ratings, strict=True):
+            items[p.id].update(r)
+    verdicts = [pope_verdict(a) for a in answers]
     for split in POPE_SPLITS:
-        rows = [(pope_answer(a.capitalize()), p.meta["label"]) for p, a in zip(pope, answers, strict=True)
-                if p.meta["split"] == split]
+        rows = [(v, p.meta["label"]) for p, v in zip(pope, verdicts, strict=True) if p.meta["split"] == split]
         scores = pope_metrics([r[0] for r in rows], [r[1] for r in rows])
         for key in ("f1", "accuracy", "yes_ratio"):
             results[f"pope_{key}_{split}"] = scores[key]
-    return results
+    for p, v in zip(pope, verdicts, strict=True):
+        items[p.id] = {"task": "pope", "split": p.meta["split"], "reference": p.meta["label"], "parsed": v,
+                       "correct": v == p.meta["label"]}
+    return results, items

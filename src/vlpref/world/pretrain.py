@@ -259,8 +259,8 @@ def run_pretrain(config: PoolConfig, out: str | Path, data: str | Path | None = 
 
 
 def _evaluated(summary: dict, out: Path, eval_data: Path, evaluate: bool, log) -> dict:
+    from vlpref.evaluation.world import evaluate_world
     from vlpref.models.vlm import VLM
-    from vlpref.world.metrics import evaluate_world
 
     member = summary["name"]
     if evaluate:

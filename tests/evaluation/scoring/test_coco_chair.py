@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from vlpref.numerics.coco_chair import CocoWords, coco_chair, double_words, nltk_tools, synonyms
+from vlpref.evaluation.scoring.coco_chair import CocoWords, coco_chair, double_words, nltk_tools, synonyms
 
 PLURALS = {"dogs": "dog", "cats": "cat", "people": "people", "glasses": "glas", "men": "man", "buses": "bus"}
 

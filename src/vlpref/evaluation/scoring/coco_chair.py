@@ -23,8 +23,8 @@ procedure is ours and exact:
    ' cheesecake' carry a leading space and never match; 'motor bike', 'home plate' and 'train track' are merged but
    are no objects, so they suppress their parts) are mapped to their category's first word.
 Ground truth per image (`CocoWords.truth`) is the union of the instance annotations' categories and the words
-extracted the same way from the 5 reference captions. Formulas: `vlpref.numerics.chair.chair` (CHAIR_s, CHAIR_i with
-duplicate mentions counted, recall); `length` is the mean number of words after merging (OPERA's Len).
+extracted the same way from the 5 reference captions. Formulas: `vlpref.evaluation.scoring.chair.chair` (CHAIR_s,
+CHAIR_i with duplicate mentions counted, recall); `length` is the mean number of words after merging (OPERA's Len).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from vlpref.numerics.chair import chair
+from vlpref.evaluation.scoring.chair import chair
 
 VARIANTS = ("singularize", "lemmatize")
 _SYNONYMS = Path(__file__).with_name("coco_synonyms.txt")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vlpref.numerics.llava_bench import (
+from vlpref.evaluation.scoring.llava_bench import (
     FAILED,
     PARAPHRASED_RULE,
     SYSTEM_PROMPT,

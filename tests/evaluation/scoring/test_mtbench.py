@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vlpref.numerics.mtbench import FAILED, judge_rating, mtbench_scores
+from vlpref.evaluation.scoring.mtbench import FAILED, judge_rating, mtbench_scores
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mtbench"
 

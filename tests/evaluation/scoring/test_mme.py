@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vlpref.numerics import mme
-from vlpref.numerics.mme import (
+from vlpref.evaluation.scoring import mme
+from vlpref.evaluation.scoring.mme import (
     COGNITION_SUBTASKS,
     PERCEPTION_SUBTASKS,
     MMELine,

@@ -6,6 +6,11 @@
 The stage commands read the same file: `vlpref sample --config RECIPE` takes its `sample` section, and so on, so a
 stage can be rerun (or resumed) on its own. Each stage resumes from its journal, so rerunning `vlpref prefs` after
 a crash redoes nothing that finished.
+
+This module is where the data stages meet the shapes world: the stages (candidates/, annotations/, pairs/) know
+nothing of it and take what they need from their caller. `run_sample`, `run_judge` and `run_pairs` are the stages as
+the commands run them: an unset prompts folder becomes the world's prefs split (built once under OUT/prompts), the
+oracle judge backend is the world's scene-graph judge, and the world injector is the scene-graph rewriter.
 """
 
 from __future__ import annotations
@@ -18,10 +23,9 @@ from pydantic import Field
 from vlpref.annotations.judge import JudgeConfig, judge
 from vlpref.candidates.sample import SampleConfig, sample
 from vlpref.config import StrictModel
+from vlpref.data.schema import Annotation, Candidate, PreferencePair
 from vlpref.errors import ConfigError
 from vlpref.pairs.build import PairsConfig, build_pairs
-
-STAGES = ("sample", "judge", "pairs")
 
 
 class DataRecipe(StrictModel):
@@ -30,6 +34,45 @@ class DataRecipe(StrictModel):
     sample: SampleConfig | None = Field(default=None, description="none: the strategy needs no sampling (povid)")
     judge: JudgeConfig | None = Field(default=None, description="none: the strategy needs no ratings (seva, povid)")
     pairs: PairsConfig
+
+
+def world_prompts(out: Path, images: int, seed: int, tasks: tuple[str, ...] = ("describe", "open", "pope", "qa")
+                  ) -> Path:
+    """The shapes world's prefs split (`images` scenes, these task types), built once under out/prompts."""
+    from vlpref.world.tasks import build_split
+
+    root = Path(out) / "prompts"
+    if not (root / "records.jsonl").is_file():
+        build_split(root, "prefs", images, tasks=tuple(tasks), seed=seed)
+    return root
+
+
+def run_sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
+    if config.prompts is None:
+        root = world_prompts(Path(out), config.world_images, config.seed, tuple(config.world_tasks))
+        config = config.model_copy(update={"prompts": str(root)})
+    return sample(config, out, log=log)
+
+
+def run_judge(config: JudgeConfig, candidates: str | Path, out: str | Path, log=print) -> list[Annotation]:
+    oracle = None
+    if config.backend == "oracle":
+        from vlpref.world.judge import OracleJudge
+
+        oracle = OracleJudge()
+    return judge(config, candidates, out, log=log, oracle=oracle)
+
+
+def run_pairs(config: PairsConfig, out: str | Path, log=print) -> list[PreferencePair]:
+    if config.strategy in ("povid", "image-contrast") and config.prompts is None:
+        root = world_prompts(Path(out), config.world_images, config.seed)
+        config = config.model_copy(update={"prompts": str(root)})
+    injector = None
+    if config.strategy == "povid" and config.injector.backend == "world":
+        from vlpref.world.inject import WorldInjector
+
+        injector = WorldInjector(seed=config.seed)
+    return build_pairs(config, out, log=log, injector=injector)
 
 
 def run_recipe(recipe: DataRecipe, out: str | Path, log=print) -> None:
@@ -42,12 +85,12 @@ def run_recipe(recipe: DataRecipe, out: str | Path, log=print) -> None:
             raise ConfigError(f"recipe: strategy {strategy} needs a {stage} section")
     pairs = recipe.pairs
     if recipe.sample is not None:
-        sample(recipe.sample, out / "candidates", log=log)
+        run_sample(recipe.sample, out / "candidates", log=log)
         pairs = pairs.model_copy(update={"candidates": str(out / "candidates")})
     if recipe.judge is not None:
-        judge(recipe.judge, out / "candidates", out / "annotations", log=log)
+        run_judge(recipe.judge, out / "candidates", out / "annotations", log=log)
         pairs = pairs.model_copy(update={"annotations": str(out / "annotations")})
-    build_pairs(pairs, out / "pairs", log=log)
+    run_pairs(pairs, out / "pairs", log=log)
 
 
 def stage_config(data: dict, stage: str) -> dict:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vlpref.numerics import mmhal
-from vlpref.numerics.mmhal import (
+from vlpref.evaluation.scoring import mmhal
+from vlpref.evaluation.scoring.mmhal import (
     MMHAL_QUESTION_TYPES,
     PARAPHRASED_TEMPLATE,
     RATING_OPTIONS,

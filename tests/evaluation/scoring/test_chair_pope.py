@@ -2,8 +2,8 @@
 
 import pytest
 
-from vlpref.numerics.chair import chair
-from vlpref.numerics.pope import pope_answer, pope_metrics
+from vlpref.evaluation.scoring.chair import chair
+from vlpref.evaluation.scoring.pope import pope_answer, pope_metrics
 
 
 def test_chair_by_hand():
@@ -40,7 +40,7 @@ def test_pope_metrics_by_hand():
 
 
 def test_pope_lmms_eval_mode_by_hand():
-    from vlpref.numerics.pope import pope_metrics_lmms_eval
+    from vlpref.evaluation.scoring.pope import pope_metrics_lmms_eval
 
     texts = ["Yes", "yes.", " no ", "No", "Yes, there is", "yes"]
     gold = ["yes", "yes", "no", "yes", "yes", "no"]

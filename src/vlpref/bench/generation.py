@@ -2,7 +2,7 @@
 
     vlpref bench sample --json runs/bench-sample.json      # batched generation vs a one-prompt-at-a-time loop
     vlpref bench judge --json runs/bench-judge.json        # concurrent judging vs the latency bound
-    vlpref bench dpo --json runs/bench-dpo.json            # our DPO step vs TRL's DPOTrainer (training/bench.py)
+    vlpref bench dpo --json runs/bench-dpo.json            # our DPO step vs TRL's DPOTrainer (bench/dpo.py)
 
 - `sample`: greedy answers to the same prompts, once through `VLM.generate` in left-padded batches, once one prompt at
   a time (what the papers' generation scripts do). Keys: `speedup` (loop seconds / batched seconds) and
@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 import subprocess
@@ -36,15 +35,15 @@ def bench_sample(model: str = "world:world-base", prompts: int = 64, batch_size:
     import tempfile
 
     from vlpref.data.store import read_records
+    from vlpref.models.names import resolve_model
     from vlpref.models.vlm import VLM, Chat
-    from vlpref.world.models import model_path
     from vlpref.world.tasks import build_split
 
     with tempfile.TemporaryDirectory() as tmp:
         build_split(tmp, "prefs", max(1, prompts // 4), tasks=("describe", "open", "qa"))
         records = read_records(tmp)[:prompts]
         chats = [Chat.from_prompt(p, tmp) for p in records]
-    vlm = VLM.load(model_path(model), dtype=dtype, device=device)
+    vlm = VLM.load(resolve_model(model), dtype=dtype, device=device)
     greedy = DecodingParams(temperature=0.0, max_new_tokens=max_new_tokens)
     vlm.generate(chats[:batch_size], greedy, batch_size=batch_size)  # warm-up, at both batch sizes
     vlm.generate(chats[:1], greedy, batch_size=1)
@@ -143,8 +142,3 @@ def bench_judge(prompts: int = 128, latency_s: float = 1.0, concurrency: int = 1
             "bound_requests_per_s": round(bound, 2), "efficiency": round(rate / bound, 3),
             "parsed_ok": sum(a.parse_status == "ok" for a in annotations) / len(annotations)}
 
-
-def write_json(result: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")

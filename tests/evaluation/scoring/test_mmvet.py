@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vlpref.numerics import mmvet
-from vlpref.numerics.mmvet import (
+from vlpref.evaluation.scoring import mmvet
+from vlpref.evaluation.scoring.mmvet import (
     MMVET_RETRY_SUFFIX,
     mmvet_combination_name,
     mmvet_final_score,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vlpref.numerics.amber import (
+from vlpref.evaluation.scoring.amber import (
     amber_discriminative,
     amber_generative,
     amber_score,

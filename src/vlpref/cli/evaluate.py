@@ -1,0 +1,129 @@
+"""`vlpref eval`: run a benchmark, score answers made elsewhere, compare runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vlpref.cli.app import ConfigOpt, console, eval_app, recipe_config
+from vlpref.errors import VlprefError
+
+
+@eval_app.callback(invoke_without_command=True)
+def eval_run(
+    ctx: typer.Context,
+    benchmark: Annotated[str | None, typer.Option(help="pope, mme, chair, mmhal, mmvet, llava-bench, mtbench, "
+                                                       "amber or world")] = None,
+    model: Annotated[str | None, typer.Option(help="hub id, path or world:<name>")] = None,
+    data: Annotated[Path | None, typer.Option(help="your local copy of the benchmark's official files")] = None,
+    out: Annotated[Path | None, typer.Option(help="run folder: results, answers, judge outputs, the journal")]
+    = None,
+    config: ConfigOpt = None,
+    images: Annotated[Path | None, typer.Option(help="the images folder, where it is not inside --data")] = None,
+    style: Annotated[str | None, typer.Option(help="prompt format: llava (default), official or lmms-eval")] = None,
+    scoring: Annotated[str | None, typer.Option(help="pope: official (default) or lmms-eval")] = None,
+    judge_url: Annotated[str | None, typer.Option(help="judge: an OpenAI-compatible base URL")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="judge: the model name the endpoint serves")] = None,
+    judge_key_env: Annotated[str | None, typer.Option(help="judge: the environment variable holding the API key "
+                                                           "(default OPENAI_API_KEY)")] = None,
+    judge_prompt: Annotated[Path | None, typer.Option(help="judge: a file with the official judge prompt")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32, bfloat16 or float16")] = None,
+    device: Annotated[str | None, typer.Option(help="e.g. cuda (default: cuda when available)")] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="default: the benchmark's own setting")] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N questions (a smoke run)")] = None,
+):
+    """Generate a model's answers to a benchmark, judge them where needed (cached: a rerun makes no call) and score
+    them exactly as the official scripts do."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if benchmark is None and config is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(0)
+    if out is None:
+        raise VlprefError("--out is required")
+    from vlpref.evaluation.run import EvalConfig, evaluate
+
+    judge = {}
+    if judge_url or judge_model or judge_key_env:
+        judge = {"backend": "openai", "endpoint": {k: v for k, v in (
+            ("base_url", judge_url), ("model", judge_model), ("api_key_env", judge_key_env)) if v}}
+    if judge_prompt:
+        judge["prompt"] = str(judge_prompt)
+    cfg = recipe_config(EvalConfig, config, merge=("judge",), benchmark=benchmark, model=model,
+                        data=str(data) if data else None, images=str(images) if images else None, style=style,
+                        scoring=scoring, dtype=dtype, device=device, batch_size=batch_size,
+                        max_new_tokens=max_new_tokens, limit=limit, judge=judge or None)
+    results = evaluate(cfg, out, log=console.print)
+    console.print_json(data=results, default=str)
+    console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
+
+
+@eval_app.command("score")
+def eval_score(
+    benchmark: Annotated[str, typer.Option(help="mme, pope, chair, mmhal, mmvet, llava-bench, mtbench or amber")],
+    out: Annotated[Path, typer.Option(help="where results.json and results.md go")],
+    answers: Annotated[Path | None, typer.Option(help="the model's answers in the official layout")] = None,
+    judge: Annotated[Path | None, typer.Option(help="the judge's outputs (mmhal, mmvet, llava-bench, mtbench)")]
+    = None,
+    labels: Annotated[list[Path] | None, typer.Option(help="pope: a question file per split (repeat)")] = None,
+    metadata: Annotated[Path | None, typer.Option(help="mmvet: mm-vet.json; amber: the annotations; chair: the "
+                                                       "COCO annotations folder")] = None,
+):
+    """Score answers (and judge outputs) produced by any tool, exactly as the official scripts do."""
+    from vlpref.evaluation.report import write_run
+    from vlpref.evaluation.score import score
+
+    results = score(benchmark, answers, judge, labels, metadata)
+    write_run({"benchmark": benchmark, **results}, out, benchmark)
+    console.print_json(data=results, default=str)
+    console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
+
+
+@eval_app.command("world")
+def eval_world(
+    out: Annotated[Path, typer.Option(help="where results.json, results.md and results.png go")],
+    model: Annotated[str | None, typer.Option(help="model folder or hub id (default: the shipped world-base)")]
+    = None,
+    data: Annotated[Path | None, typer.Option(help="world eval split (default: built into OUT/eval-split)")] = None,
+    images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
+    steer: Annotated[str | None, typer.Option(help="SteerLM models: the attribute values to ask for, e.g. "
+                                                   "'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")]
+    = None,
+):
+    """The world benchmarks: world-POPE per split, CHAIR, attribute/count/position/relation hallucination,
+    coverage, oracle-judged helpfulness and faithfulness (greedy answers on held-out scenes)."""
+    world_benchmark(out, model, data, images, steer)
+
+
+def world_benchmark(out: Path | None, model: str | None, data: Path | None, images: int, steer: str | None) -> None:
+    """`vlpref eval world` and `vlpref world eval`: the world benchmark through the evaluation runner (journalled
+    answers, items for `vlpref view`); the metrics go to stdout as JSON."""
+    import json
+
+    from vlpref.evaluation.run import EvalConfig, evaluate
+    from vlpref.evaluation.world import steer_targets
+    from vlpref.models.names import DEFAULT_MODEL, short_name
+
+    steer_targets(steer, option="--steer")  # a malformed --steer is named as the option
+    model = model or DEFAULT_MODEL
+    out = out or Path("runs/world-eval") / short_name(model)
+    cfg = EvalConfig(benchmark="world", model=model, data=str(data) if data else None, world_images=images,
+                     steer=steer)
+    results = evaluate(cfg, out, log=console.print)
+    print(json.dumps(results, indent=2, default=str))
+    console.print(f"[green]wrote[/] {out}/results.json, results.md, results.png and items.jsonl")
+
+
+@eval_app.command("compare")
+def eval_compare(
+    runs: Annotated[list[Path], typer.Argument(help="evaluation run folders (the first is the baseline)")],
+    out: Annotated[Path, typer.Option(help="where compare.md and compare.png go")],
+):
+    """Runs side by side, each metric with its delta from the first run."""
+    from vlpref.evaluation.report import compare
+
+    console.print(compare(runs, out), highlight=False)
+
