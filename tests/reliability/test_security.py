@@ -100,7 +100,8 @@ def test_no_api_key_is_written_anywhere(tmp_path):
 def test_servers_bind_to_localhost_unless_told():
     import inspect
 
-    from vlpref import cli, serve
+    from vlpref import serve
+    from vlpref.cli import stages as cli
     from vlpref.view import app as view
 
     assert inspect.signature(serve.serve).parameters["host"].default == "127.0.0.1"
