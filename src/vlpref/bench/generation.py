@@ -93,7 +93,7 @@ def latency_server(latency_s: float):
     from vlpref.serve import free_port
 
     port = free_port()
-    code = (f"import uvicorn; from vlpref.bench import latency_app; "
+    code = (f"import uvicorn; from vlpref.bench.generation import latency_app; "
             f"uvicorn.run(latency_app({latency_s!r}), host='127.0.0.1', port={port}, log_level='error')")
     proc = subprocess.Popen([sys.executable, "-c", code])
     url = f"http://127.0.0.1:{port}/v1"
