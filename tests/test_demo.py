@@ -19,7 +19,9 @@ def test_quick_demo_writes_every_row_and_resumes(tmp_path):
         assert 0 <= row["chair_i"] <= 1 and 1 <= row["helpfulness"] <= 5
     assert "| SeVa |" in (tmp_path / "demo" / "results.md").read_text()
     assert all((tmp_path / "demo" / f"{name}.png").stat().st_size > 1000
-               for name in ("pope_f1", "chair", "coverage", "oracle"))
+               for name in ("pope_f1", "chair", "coverage", "oracle", "differences"))
+    assert all(f"{k}_diff" in row for row in results[1:] for k in METRICS) and "chair_i_diff" not in results[0]
+    assert "Paired difference from the base" in (tmp_path / "demo" / "results.md").read_text()
     for row in ROWS[1:]:
         assert (tmp_path / "demo" / "seed-0" / "train" / row.name / "model" / "config.json").is_file()
     again = vlpref("demo", "--quick", "--out", str(tmp_path / "demo"))
@@ -59,3 +61,32 @@ def test_a_changed_setting_redoes_what_depends_on_it(tmp_path):
     assert "train, POVID stage 1" in said and "train, POVID stage 2" in said  # stage 2 starts from stage 1
     assert "train, SFT" not in said and "evaluate, SFT" not in said
     assert "evaluate, POVID stage 1" in said
+
+
+def test_seeds_are_a_count_or_a_list():
+    import pytest
+
+    from vlpref.demo import DemoConfig
+
+    assert DemoConfig(seeds="3").seeds == [0, 1, 2] and DemoConfig(seeds="5,6,7").seeds == [5, 6, 7]
+    assert DemoConfig(seeds=2).seeds == [0, 1] and DemoConfig().seeds == [0]
+    for bad in ("0", "5,5", "a,b", "-1,2"):
+        with pytest.raises(ValueError, match="seeds"):
+            DemoConfig(seeds=bad)
+
+
+def test_paired_differences_are_taken_seed_by_seed():
+    """Hand numbers: base CHAIR_i 0.20 / 0.10 on seeds 5 / 6, the row 0.15 / 0.08: differences -0.05 and -0.02,
+    mean -0.035, std sqrt(((-0.05+0.035)^2 + (-0.02+0.035)^2) / 1) = 0.0212."""
+    import pytest
+
+    from vlpref.demo import summarize
+
+    def result(method, seed, chair_i):
+        return {"method": method, "label": method, "seed": seed, **dict.fromkeys(METRICS, 0.5), "chair_i": chair_i}
+
+    rows = summarize([result("base", 5, 0.20), result("base", 6, 0.10), result("seva", 5, 0.15),
+                      result("seva", 6, 0.08)])
+    seva = rows[1]
+    assert seva["chair_i"] == pytest.approx(0.115) and seva["chair_i_diff"] == pytest.approx(-0.035)
+    assert seva["chair_i_diff_std"] == pytest.approx(0.0212132, abs=1e-6) and seva["coverage_diff"] == 0

@@ -1,7 +1,8 @@
 """`make demo` -> `vlpref demo`: the four papers' comparisons in miniature, offline, on the shapes world.
 
     vlpref demo --out runs/demo                  # one world seed
-    vlpref demo --out runs/demo --seeds 3        # mean ± std over three world seeds
+    vlpref demo --out runs/demo --seeds 3        # seeds 0, 1, 2: mean ± std, and each row's paired difference
+    vlpref demo --out runs/demo --seeds 5,6,7    # these seeds (e.g. ones never used to choose settings)
     vlpref demo --out runs/demo-quick --quick    # a smoke version at toy sizes (the tests run it)
 
 Per seed, through the recipes and library calls the CLI verbs use (recipes/*/data_world.yaml, train_world*.yaml):
@@ -16,10 +17,13 @@ Per seed, through the recipes and library calls the CLI verbs use (recipes/*/dat
    on the ground-truth answers of Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs,
    DPO on VLFeedback pairs, SeVa, POVID stage 1 then stage 2 (from stage 1's merged model), mDPO (VLFeedback pairs
    + image terms);
-3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i, coverage,
-   and the oracle's mean Helpfulness and Visual Faithfulness (1-5) over the descriptions. SteerLM is asked for 4
-   on every attribute, as Li–Lin–Pei evaluate it;
-4. OUT/results.json (one object per row and seed), OUT/results.md, OUT/*.png, printed as one table.
+3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i and its
+   split into evidence-present and evidence-absent mentions (`vlpref.world.claims`), coverage, and the oracle's
+   mean Helpfulness and Visual Faithfulness (1-5) over the descriptions. SteerLM is asked for 4 on every attribute,
+   as Li–Lin–Pei evaluate it;
+4. OUT/results.json (per row: mean and std over seeds, and the paired difference from the base row, seed by seed,
+   with its std), OUT/results-per-seed.json, OUT/results.md (the values table and the differences table),
+   OUT/*.png (values per metric group; differences.png: each row's difference from the base), printed as tables.
 
 Every stage resumes: data stages from their journals, training from its checkpoints (a finished row is skipped),
 evaluation from OUT/seed-N/eval/<row>.json. Stage logs go to OUT/demo.log.
@@ -35,16 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from rich.console import Console
 from rich.table import Table
 
 from vlpref.config import StrictModel, load_yaml, overlay, read_yaml
 from vlpref.errors import VlprefError
 
-METRICS = ("pope_f1_random", "pope_f1_popular", "pope_f1_adversarial", "chair_s", "chair_i", "coverage",
-           "helpfulness", "faithfulness")
-HEADERS = ("POPE rand", "POPE pop", "POPE adv", "CHAIR_s↓", "CHAIR_i↓", "cover", "helpful", "faithful")
+METRICS = ("pope_f1_random", "pope_f1_popular", "pope_f1_adversarial", "chair_s", "chair_i", "chair_i_present",
+           "chair_i_absent", "coverage", "helpfulness", "faithfulness")
+HEADERS = ("POPE rand", "POPE pop", "POPE adv", "CHAIR_s↓", "CHAIR_i↓", "CHAIR_i ev.present↓", "CHAIR_i ev.absent↓",
+           "cover", "helpful", "faithful")
 PAPERS = ("vlfeedback", "li_lin_pei", "seva", "povid")
 
 
@@ -76,7 +81,9 @@ ROWS = (
 
 class DemoConfig(StrictModel):
     recipe: Literal["demo"] = "demo"
-    seeds: int = Field(default=1, ge=1, description="world seeds; more than one reports mean ± std")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
+                             description="world seeds: a count (3: seeds 0, 1, 2) or a list (5,6,7); more than one "
+                                         "reports mean ± std and paired differences from the base")
     world_images: int = Field(default=24, ge=1, description="scenes of each paper's prefs split")
     eval_images: int = Field(default=300, ge=1, description="held-out scenes for evaluation")
     sample_batch_size: int = Field(default=64, ge=1)
@@ -89,6 +96,11 @@ class DemoConfig(StrictModel):
     rows: list[str] = Field(default_factory=lambda: [r.name for r in ROWS])
     recipes: str | None = Field(default=None, description="the recipes folder (default: ./recipes, or the one "
                                                           "next to the vlpref source)")
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _count_or_list(cls, value: Any) -> Any:
+        return parse_seeds(value) if isinstance(value, int | str) else value
 
     @model_validator(mode="after")
     def _rows_known_and_complete(self) -> DemoConfig:
@@ -104,6 +116,27 @@ class DemoConfig(StrictModel):
     def quick(self) -> DemoConfig:
         """Toy sizes: every stage runs, nothing is learned; for tests."""
         return self.model_copy(update={"world_images": 2, "eval_images": 4, "train": {**self.train, "max_steps": 1}})
+
+
+def parse_seeds(value: int | str) -> list[int]:
+    """`--seeds`: a count N (seeds 0..N-1) or a comma-separated list of distinct seeds.
+
+        >>> parse_seeds("3"), parse_seeds("5,6,7"), parse_seeds(2)
+        ([0, 1, 2], [5, 6, 7], [0, 1])
+    """
+    text = str(value).strip()
+    try:
+        if "," not in text:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            return list(range(count))
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"seeds: {text!r} is neither a count (e.g. 3) nor a list of seeds (e.g. 5,6,7)") from None
+    if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"seeds: {text!r} must list distinct seeds, none negative")
+    return seeds
 
 
 def recipes_dir(config: DemoConfig) -> Path:
@@ -221,8 +254,10 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
 
 # -- the report -------------------------------------------------------------------------------------------------
 def summarize(results: list[dict]) -> list[dict]:
-    """One row per method: the metrics' mean over seeds, and their std when there are several."""
+    """One row per method: each metric's mean over seeds (and std with several seeds) and, for every row but the base,
+    the paired difference from the base on the same seed, `<metric>_diff`, with its std over seeds."""
     out = []
+    base = {r["seed"]: r for r in results if r["method"] == "base"}
     for name in dict.fromkeys(r["method"] for r in results):
         mine = [r for r in results if r["method"] == name]
         row = {"method": name, "label": mine[0]["label"], "seeds": len(mine)}
@@ -231,19 +266,34 @@ def summarize(results: list[dict]) -> list[dict]:
             row[key] = statistics.fmean(values)
             if len(values) > 1:
                 row[f"{key}_std"] = statistics.stdev(values)
+            if name != "base" and all(r["seed"] in base for r in mine):
+                diffs = [r[key] - base[r["seed"]][key] for r in mine]
+                row[f"{key}_diff"] = statistics.fmean(diffs)
+                if len(diffs) > 1:
+                    row[f"{key}_diff_std"] = statistics.stdev(diffs)
         out.append(row)
     return out
 
 
-def _cell(row: dict, key: str) -> str:
-    value = f"{row[key]:.3f}" if key not in ("helpfulness", "faithfulness") else f"{row[key]:.2f}"
-    return value + (f" ± {row[f'{key}_std']:.3f}" if f"{key}_std" in row else "")
+def _cell(row: dict, key: str, suffix: str = "") -> str:
+    if f"{key}{suffix}" not in row:
+        return "–"
+    digits = 2 if key in ("helpfulness", "faithfulness") else 3
+    sign = "+" if suffix else ""
+    value = f"{row[f'{key}{suffix}']:{sign}.{digits}f}"
+    return value + (f" ± {row[f'{key}{suffix}_std']:.{digits}f}" if f"{key}{suffix}_std" in row else "")
 
 
 def markdown(summary: list[dict]) -> str:
-    lines = ["| method | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
-    lines += [f"| {row['label']} | " + " | ".join(_cell(row, k) for k in METRICS) + " |" for row in summary]
-    return "\n".join(lines) + "\n"
+    head = ["| method | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
+    values = [f"| {row['label']} | " + " | ".join(_cell(row, k) for k in METRICS) + " |" for row in summary]
+    diffs = [f"| {row['label']} | " + " | ".join(_cell(row, k, "_diff") for k in METRICS) + " |"
+             for row in summary if row["method"] != "base"]
+    seeds = summary[0]["seeds"]
+    return "\n".join(["Values (mean" + (" ± std over seeds" if seeds > 1 else "") + "):", "", *head, *values, "",
+                      "Paired difference from the base, seed by seed (mean" + (" ± std over seeds" if seeds > 1
+                                                                                else "") + "):", "", *head,
+                      *diffs]) + "\n"
 
 
 def plot(summary: list[dict], out: Path) -> list[Path]:
@@ -253,8 +303,8 @@ def plot(summary: list[dict], out: Path) -> list[Path]:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    groups = {"pope_f1": METRICS[:3], "chair": ("chair_s", "chair_i"), "coverage": ("coverage",),
-              "oracle": ("helpfulness", "faithfulness")}
+    groups = {"pope_f1": METRICS[:3], "chair": ("chair_s", "chair_i", "chair_i_present", "chair_i_absent"),
+              "coverage": ("coverage",), "oracle": ("helpfulness", "faithfulness")}
     written = []
     labels = [r["method"] for r in summary]
     for name, keys in groups.items():
@@ -270,6 +320,23 @@ def plot(summary: list[dict], out: Path) -> list[Path]:
         ax.set_title(name)
         fig.tight_layout()
         path = out / f"{name}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    rows = [r for r in summary if r["method"] != "base" and "chair_i_diff" in r]
+    if rows:  # one panel per metric: each row's paired difference from the base, error bars = std over seeds
+        fig, axes = plt.subplots(2, (len(METRICS) + 1) // 2, figsize=(3 * ((len(METRICS) + 1) // 2), 7), sharey=False)
+        for ax, key, header in zip(axes.flat, METRICS, HEADERS, strict=False):
+            ax.barh([r["method"] for r in rows], [r[f"{key}_diff"] for r in rows],
+                    xerr=[r.get(f"{key}_diff_std", 0.0) for r in rows], capsize=2)
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.set_title(f"{header} − base", fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.invert_yaxis()
+        for ax in list(axes.flat)[len(METRICS):]:
+            ax.axis("off")
+        fig.tight_layout()
+        path = out / "differences.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
         written.append(path)
@@ -297,20 +364,24 @@ def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None
         log(message)
 
     results = []
-    for seed in range(config.seeds):
+    for seed in config.seeds:
         results += run_seed(config, out / f"seed-{seed}", seed, recipes, say, log)
     summary = summarize(results)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     (out / "results-per-seed.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown(summary))
     plot(summary, out)
-    table = Table(title=f"shapes world, {config.seeds} seed(s), {config.eval_images} held-out scenes")
-    table.add_column("method")
-    for header in HEADERS:
-        table.add_column(header, justify="right")
-    for row in summary:  # short names here; results.md has the labels
-        table.add_row(row["method"], *(_cell(row, k) for k in METRICS))
-    console.print(table)
+    seeds = ", ".join(map(str, config.seeds))
+    for title, suffix in (("values", ""), ("difference from the base, paired by seed", "_diff")):
+        table = Table(title=f"shapes world, seed(s) {seeds}, {config.eval_images} held-out scenes: {title}")
+        table.add_column("method")
+        for header in HEADERS:
+            table.add_column(header, justify="right")
+        for row in summary:  # short names here; results.md has the labels
+            if suffix and row["method"] == "base":
+                continue
+            table.add_row(row["method"], *(_cell(row, k, suffix) for k in METRICS))
+        console.print(table)
     console.print(f"{time.perf_counter() - began:.0f} s; results in {out}/results.json, results.md and *.png")
     log_file.close()
     return summary

@@ -196,3 +196,30 @@ def test_alignment_targets_and_loss_by_hand():
     targets = cell_targets(scene, lambda w: processor.tokenizer.convert_tokens_to_ids(w)).unsqueeze(0)
     loss = alignment_loss(model, pixels, targets)
     assert loss.item() == pytest.approx(math.log(model.config.text_config.vocab_size), rel=1e-5)
+
+
+@pytest.mark.parametrize(("text", "unresolvable"), [
+    # a hexagon "at the top left": a small red disc sits there, which could be one -> evidence absent
+    ("There is a red hexagon at the top left.", ["hexagon"]),
+    # no cell named, green: the small green discs on the bottom row could be it -> absent
+    ("There is a green heart.", ["heart"]),
+    # the large blue square is resolvable; a "triangle" in the centre is settled by the pixels -> present
+    ("There is a triangle in the center.", []),
+    # an empty cell holds nothing -> present
+    ("There is a cross at the top right.", []),
+    # a yellow object: no yellow disc anywhere -> present
+    ("There is a yellow diamond.", []),
+])
+def test_hallucinated_mentions_are_classified_by_their_evidence(text, unresolvable):
+    facts = check_response(SCENE, text)
+    assert len(facts.hallucinated_objects) == 1 and facts.unresolvable == unresolvable
+    crisp = Scene(id="c", objects=SCENE.objects, small_as_disc=False)  # every shape drawn: always present
+    assert check_response(crisp, text).unresolvable == []
+
+
+def test_chair_i_splits_into_evidence_present_and_absent():
+    text = "There is a red hexagon at the top left. There is a triangle in the center. There is a blue square."
+    metrics = description_metrics([SCENE], [text])
+    assert metrics["chair_i"] == pytest.approx(2 / 3)
+    assert metrics["chair_i_absent"] == pytest.approx(1 / 3) and metrics["chair_i_present"] == pytest.approx(1 / 3)
+    assert Scene.from_dict(Scene(id="c", objects=SCENE.objects, small_as_disc=False).to_dict()).small_as_disc is False

@@ -156,7 +156,8 @@ def demo(
     = Path("runs/demo"),
     config: Annotated[Path | None, typer.Option(help="demo recipe YAML (default: recipes/demo.yaml's settings)")]
     = None,
-    seeds: Annotated[int | None, typer.Option(help="world seeds; more than one reports mean ± std")] = None,
+    seeds: Annotated[str | None, typer.Option(help="world seeds: a count (3: seeds 0, 1, 2) or a list (5,6,7); "
+                                                   "several report mean ± std and paired differences")] = None,
     quick: Annotated[bool, typer.Option(help="toy sizes: every stage runs, nothing is learned")] = False,
 ):
     """The four papers' comparisons in miniature on the shapes world: data, training, evaluation, one table."""

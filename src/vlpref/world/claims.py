@@ -6,7 +6,10 @@
     (['star'], ['circle: color red'])
 
 What counts (claims come from `parse.parse_claims`):
-- object: a mention (not negated) of a category absent from the scene; the CHAIR unit;
+- object: a mention (not negated) of a category absent from the scene; the CHAIR unit. Each is also classified by
+  its evidence (`evidence_absent`): *present* when the pixels settle that no such object is there (the model saw
+  and still said it: the reducible kind preference methods target), *absent* when an object the image cannot
+  resolve could be it (a small object drawn as a bare disc, where the mention's colour and cell allow);
 - attribute: a stated colour or size that no object of that (present) category has;
 - count: a stated number that differs from the scene's count of that category (of that colour, if one is given);
 - position: a stated cell holding no object of that category (and colour);
@@ -19,7 +22,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from vlpref.world.parse import parse_claims
+from vlpref.world.parse import Mention, parse_claims
 from vlpref.world.scenes import COLS, ROWS, Scene
 
 
@@ -29,6 +32,7 @@ class Facts:
 
     mentions: list[str] = field(default_factory=list)  # categories mentioned as present, duplicates kept
     hallucinated_objects: list[str] = field(default_factory=list)
+    unresolvable: list[str] = field(default_factory=list)  # the hallucinated mentions whose evidence is absent
     attributes: int = 0
     wrong_attributes: list[str] = field(default_factory=list)
     counts: int = 0
@@ -60,6 +64,16 @@ class Facts:
         return len(self.covered) / total if total else 1.0
 
 
+def evidence_absent(scene: Scene, mention: Mention) -> bool:
+    """Whether the image leaves a (hallucinated) object mention open: some object drawn too small to show its shape
+    (a disc) sits where the mention puts it (its cell, if it names one) with the colour it names (if any). Anywhere
+    else the pixels settle it: an empty cell, a resolvable shape of another category, a disc of another colour."""
+    if not scene.small_as_disc:
+        return False
+    return any(o.size == "small" and (mention.row is None or (o.row, o.col) == (mention.row, mention.col))
+               and (mention.color is None or o.color == mention.color) for o in scene.objects)
+
+
 def check_response(scene: Scene, text: str) -> Facts:
     claims = parse_claims(text)
     facts = Facts()
@@ -68,6 +82,8 @@ def check_response(scene: Scene, text: str) -> Facts:
         facts.mentions.append(m.category)
         if m.category not in present:
             facts.hallucinated_objects.append(m.category)
+            if evidence_absent(scene, m):
+                facts.unresolvable.append(m.category)
             continue
         of_category = [o for o in scene.objects if o.category == m.category]
         if m.color is not None:

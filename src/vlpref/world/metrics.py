@@ -6,7 +6,9 @@ gets the answers (journalled, like every benchmark's) and hands their texts to `
     >>> results["chair_i"], results["pope_f1_adversarial"], items[describe[0].id]["hallucinated"]
 
 Results, in this order: `chair_s`, `chair_i`, `recall`, `mentions`, `captions` (CHAIR, `vlpref.evaluation.scoring.chair`
-on the categories each description mentions, duplicates counted); `attribute_hallucination`, `count_hallucination`,
+on the categories each description mentions, duplicates counted); `chair_i_present` and `chair_i_absent` (CHAIR_i's
+hallucinated mentions whose evidence is present in the pixels / absent from them, over all mentions: they add up to
+CHAIR_i; `vlpref.world.claims.evidence_absent`); `attribute_hallucination`, `count_hallucination`,
 `position_hallucination`, `relation_hallucination` (wrong claims of that kind / claims of that kind, 0 with none);
 `coverage` (the mean share of each scene's categories mentioned); with `oracle`, `helpfulness` and `faithfulness`
 (the oracle judge's mean Helpfulness and Visual Faithfulness, VLFeedback's 1-5, over the descriptions); then per
@@ -31,6 +33,11 @@ def _rate(wrong: int, total: int) -> float:
 
 def _description_metrics(scenes: list[Scene], all_facts: list[Facts]) -> dict[str, float]:
     out = chair([f.mentions for f in all_facts], [s.categories for s in scenes])
+    # CHAIR_i split by evidence (vlpref.world.claims): the two shares add up to CHAIR_i.
+    mentions, unresolvable = out["mentions"], sum(len(f.unresolvable) for f in all_facts)
+    hallucinated = sum(len(f.hallucinated_objects) for f in all_facts)
+    out["chair_i_present"] = _rate(hallucinated - unresolvable, mentions)
+    out["chair_i_absent"] = _rate(unresolvable, mentions)
     total = lambda name: sum(getattr(f, name) for f in all_facts)  # noqa: E731
     wrong = lambda name: sum(len(getattr(f, name)) for f in all_facts)  # noqa: E731
     out.update({
@@ -72,6 +79,7 @@ def world_metrics(describe: list[Prompt], texts: list[str], pope: list[Prompt], 
     all_facts = [check_response(s, t) for s, t in zip(scenes, texts, strict=True)]
     results = _description_metrics(scenes, all_facts)
     items = {p.id: {"task": "describe", "hallucinated": ", ".join(f.errors) or "none",
+                    "unresolvable": ", ".join(f.unresolvable) or "none",
                     "missed": ", ".join(sorted(f.missed)) or "none", "coverage": f.coverage}
              for p, f in zip(describe, all_facts, strict=True)}
     if oracle:

@@ -133,13 +133,13 @@ class Scene:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "objects": [asdict(o) for o in self.objects], "cell": self.cell,
-                "background": list(self.background)}
+                "background": list(self.background), "small_as_disc": self.small_as_disc}
 
     @classmethod
     def from_dict(cls, data: dict) -> Scene:
         background = tuple(data.get("background", (245, 245, 240)))
         return cls(id=data["id"], objects=tuple(SceneObject(**o) for o in data["objects"]), cell=data["cell"],
-                   background=background)
+                   background=background, small_as_disc=data.get("small_as_disc", True))
 
     def render(self) -> Image.Image:
         """Draw the scene: large objects as their shape (~85% of the cell), small ones as a coloured disc (SMALL)."""
