@@ -22,6 +22,10 @@ def test_quick_demo_writes_every_row_and_resumes(tmp_path):
                for name in ("pope_f1", "chair", "coverage", "oracle", "differences"))
     assert all(f"{k}_diff" in row for row in results[1:] for k in METRICS) and "chair_i_diff" not in results[0]
     assert "Paired difference from the base" in (tmp_path / "demo" / "results.md").read_text()
+    data = json.loads((tmp_path / "demo" / "data.json").read_text())
+    assert set(data) == {"0"} and set(data["0"]) == {"vlfeedback", "li_lin_pei", "seva", "povid"}
+    assert all(f["pairs"] >= f["distinct_pairs"] >= 1 and f["prompts"] >= 1 for f in data["0"].values())
+    assert 0 <= data["0"]["seva"]["rejected_degenerate"] <= 1
     for row in ROWS[1:]:
         assert (tmp_path / "demo" / "seed-0" / "train" / row.name / "model" / "config.json").is_file()
     again = vlpref("demo", "--quick", "--out", str(tmp_path / "demo"))

@@ -183,6 +183,18 @@ def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig) -> dict
     return {k: v for k, v in results.items() if k in METRICS or k.startswith("pope_yes_ratio")}
 
 
+def data_figures(folder: Path) -> dict:
+    """What a paper's data stage made: prompts (scenes' questions), pairs, distinct pairs, and the figures the
+    strategy wrote into the pairs' meta.json (SeVa: the share of degenerate rejected answers)."""
+    from vlpref.data.store import read_meta, read_records
+
+    pairs = read_records(folder / "pairs")
+    meta = read_meta(folder / "pairs")
+    figures = {"prompts": len(read_records(meta["prompts"])), "pairs": len(pairs),
+               "distinct_pairs": len({(p.prompt_id, p.chosen, p.rejected) for p in pairs})}
+    return figures | ({"rejected_degenerate": meta["rejected_degenerate"]} if "rejected_degenerate" in meta else {})
+
+
 def _stale(made: Path, marker: Path, settings: dict) -> bool:
     """Whether `made` is missing or was made with other `settings` than `marker` records."""
     return not made.is_file() or not marker.is_file() or json.loads(marker.read_text()) != settings
@@ -195,11 +207,14 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
 
     rows = [r for r in ROWS if r.name in config.rows]
     seconds: dict[str, float] = {}
+    data: dict[str, dict] = {}  # per paper: prompts, pairs, and the pairs' own figures (SeVa: degenerate share)
     for paper in sorted({r.paper for r in rows if r.paper}, key=PAPERS.index):
         began = time.perf_counter()
         say(f"seed {seed}: data, {paper}")
         build_data(paper, out / "data" / paper, config, seed, recipes, log)
         seconds[f"data/{paper}"] = time.perf_counter() - began
+        data[paper] = data_figures(out / "data" / paper)
+    (out / "data.json").write_text(json.dumps(data, indent=2))
     eval_split = out / "eval-split"
     # What each cached stage was made with: a changed setting redoes that stage (and what depends on it) instead of
     # silently reusing it.
@@ -366,6 +381,8 @@ def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None
     results = []
     for seed in config.seeds:
         results += run_seed(config, out / f"seed-{seed}", seed, recipes, say, log)
+    data = {str(seed): json.loads((out / f"seed-{seed}" / "data.json").read_text()) for seed in config.seeds}
+    (out / "data.json").write_text(json.dumps(data, indent=2))
     summary = summarize(results)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     (out / "results-per-seed.json").write_text(json.dumps(results, indent=2))
@@ -382,6 +399,12 @@ def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None
                 continue
             table.add_row(row["method"], *(_cell(row, k, suffix) for k in METRICS))
         console.print(table)
-    console.print(f"{time.perf_counter() - began:.0f} s; results in {out}/results.json, results.md and *.png")
+    for paper in PAPERS:
+        figures = [data[str(seed)][paper] for seed in config.seeds if paper in data[str(seed)]]
+        if figures:
+            console.print(f"data, {paper}: " + ", ".join(f"{key} {statistics.fmean(f[key] for f in figures):g}"
+                                                         for key in figures[0]))
+    console.print(f"{time.perf_counter() - began:.0f} s; results in {out}/results.json, results.md, data.json and "
+                  "*.png")
     log_file.close()
     return summary

@@ -142,3 +142,11 @@ def test_helpsteer_build_keeps_empty_answers_out_of_the_sft_sets(tmp_path):
     skipped = [json.loads(x) for x in (tmp_path / "out" / "skipped.jsonl").read_text().splitlines()]
     assert {"prompt_id": "p", "reason": "empty response: no SFT target for rejection sampling or SteerLM",
             "candidate_id": "p/m1/0"} in skipped
+
+
+def test_degenerate_answers_are_told_from_fluent_wrong_ones():
+    from vlpref.pairs.strategies import degenerate
+
+    assert degenerate("the the the") and degenerate("A red red red circle.") and degenerate("") and degenerate("...")
+    assert not degenerate("There is a blue square at the top left.")  # fluent, whether right or wrong
+    assert not degenerate("There is a circle. There is a circle.")  # repeats a sentence, not a word in a row

@@ -223,3 +223,17 @@ def test_chair_i_splits_into_evidence_present_and_absent():
     assert metrics["chair_i"] == pytest.approx(2 / 3)
     assert metrics["chair_i_absent"] == pytest.approx(1 / 3) and metrics["chair_i_present"] == pytest.approx(1 / 3)
     assert Scene.from_dict(Scene(id="c", objects=SCENE.objects, small_as_disc=False).to_dict()).small_as_disc is False
+
+
+def test_steerlm_conditioning_round_trips_through_the_world_tokenizer():
+    """Li–Lin–Pei's conditioning string, at their steering values and at values inside the training data's range,
+    has no unknown word for a tokenizer built on the world's vocabulary (what `vlpref world pretrain` builds)."""
+    from vlpref.data.schema import Turn
+    from vlpref.data.steerlm import TOP, steered
+
+    tokenizer = build_word_tokenizer(world_vocabulary())
+    for targets in (TOP, {"Helpfulness": 2, "Correctness": 3, "Coherence": 4, "Complexity": 0, "Verbosity": 1}):
+        text = steered([Turn(role="user", text="<image>\nDescribe the image.")], targets)[-1].text
+        ids = tokenizer(text)["input_ids"]
+        assert tokenizer.unk_token_id not in ids, tokenizer.convert_ids_to_tokens(ids)
+        assert tokenizer.decode(ids).replace(" ", "") == text.lower().replace(" ", "").replace("\n", "")

@@ -103,6 +103,7 @@ class Built:
     skipped: list[rules.Skip] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
     extra: dict[str, list[Prompt]] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)  # figures about the pairs, for meta.json and the log
 
 
 def build_pairs(config: PairsConfig, out: str | Path, log=print, injector: Injector | None = None
@@ -192,6 +193,9 @@ def _seva(config: PairsConfig, out: Path, log, injector) -> Built:
             made = (rules.seva_pair(prompt, original, c) if original is not None
                     else rules.Skip(prompt.id, "no answer on the original image to pair with", c.id))
             (built.skipped if isinstance(made, rules.Skip) else built.pairs).append(made)
+    if built.pairs:  # SeVa relies on fluent wrong answers: say how many rejected answers are not fluent at all
+        share = sum(rules.degenerate(p.rejected) for p in built.pairs) / len(built.pairs)
+        built.stats["rejected_degenerate"] = round(share, 4)
     return built
 
 
@@ -277,7 +281,8 @@ def _group(items, key) -> dict[str, list]:
 
 def _write(out: Path, config: PairsConfig, built: Built, log) -> None:
     prompts_dir = Path(built.inputs["prompts"])
-    meta = {**built.inputs, "config": config.model_dump(), "config_hash": content_key(config.model_dump())}
+    meta = {**built.inputs, **built.stats, "config": config.model_dump(),
+            "config_hash": content_key(config.model_dump())}
     # Pairs name the prompt's images (relative to the prompts folder): they are placed here, so the folder stands
     # alone. Image-contrast pairs also name their corrupted images, which are already written under `out`.
     if config.strategy == "image-contrast":
@@ -293,5 +298,6 @@ def _write(out: Path, config: PairsConfig, built: Built, log) -> None:
         write_records(out / name, "prompts", records, images_from=prompts_dir, **meta)
     reasons = Counter(s.reason.split(" (")[0] for s in built.skipped)
     log(f"pairs ({config.strategy}): {len(built.pairs)} pairs, {len(built.skipped)} skipped"
+        + "".join(f", {key.replace('_', ' ')} {value:.1%}" for key, value in built.stats.items())
         + "".join(f"\n  {n} x {r}" for r, n in reasons.most_common())
         + "".join(f"\n  {name}: {len(records)} SFT records in {out / name}" for name, records in built.extra.items()))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from dataclasses import dataclass
 
 from vlpref.data.schema import Annotation, Candidate, PreferencePair, Prompt, Turn
@@ -129,6 +130,14 @@ def steerlm_record(prompt: Prompt, candidate: Candidate, annotation: Annotation)
         "id": f"{prompt.id}/steer/{candidate.model_id}-{candidate.index}",
         "turns": [*turns, Turn(role="assistant", text=candidate.text)],
         "meta": {**prompt.meta, "candidate": candidate.id, "scores": scores}})
+
+
+def degenerate(text: str) -> bool:
+    """A response that is not fluent text: no word at all, or one word said three or more times in a row ("the the
+    the"), what a small model produces under heavy image noise. SeVa's negatives are meant to be fluent but wrong;
+    `vlpref pairs --strategy seva` reports the share of degenerate rejected answers."""
+    words = re.findall(r"[a-z]+", text.lower())
+    return not words or any(a == b == c for a, b, c in zip(words, words[1:], words[2:], strict=False))
 
 
 def seva_pair(prompt: Prompt, original: Candidate, augmented: Candidate) -> PreferencePair | Skip:

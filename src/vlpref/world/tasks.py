@@ -25,6 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 from vlpref.data.schema import Prompt, Turn
+from vlpref.data.steerlm import HELPSTEER_ATTRIBUTES, STEERLM_SUFFIX
 from vlpref.data.store import write_records
 from vlpref.world.scenes import (
     CATEGORIES,
@@ -190,6 +191,9 @@ def world_vocabulary() -> list[str]:
     for text in (*DESCRIBE_PROMPTS, OPEN_PROMPT, *RELATIONS,
                  "there is are one object objects a the at on in top middle bottom left center right",
                  "what color is how many where large or small yes no image shows simple shapes",
-                 "the image does not have any it", "is there"):
+                 "the image does not have any it", "is there",
+                 # SteerLM's conditioning (Li–Lin–Pei): its sentence and every attribute name, so a world model
+                 # reads "Helpfulness:4" as words, not as <unk> (values are digits, which the tokenizer has)
+                 STEERLM_SUFFIX.replace("-", " "), " ".join(HELPSTEER_ATTRIBUTES)):
         words |= set(text.lower().replace(".", " ").replace("?", " ").replace(",", " ").replace(":", " ").split())
     return sorted(words)
