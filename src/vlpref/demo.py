@@ -200,7 +200,8 @@ def _stale(made: Path, marker: Path, settings: dict) -> bool:
     return not made.is_file() or not marker.is_file() or json.loads(marker.read_text()) != settings
 
 
-def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> list[dict]:
+def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> tuple[list[dict], dict]:
+    """(one result per row, per paper what its data stage made) for one world seed."""
     from vlpref.models.names import DEFAULT_MODEL, resolve_model
     from vlpref.training.trainer import train
     from vlpref.world.tasks import build_split
@@ -264,7 +265,7 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
             seconds[f"eval/{row.name}"] = time.perf_counter() - began
         results.append({"method": row.name, "label": row.label, "seed": seed, **metrics})
     (out / "seconds.json").write_text(json.dumps(seconds, indent=2))
-    return results
+    return results, data
 
 
 # -- the report -------------------------------------------------------------------------------------------------
@@ -304,11 +305,9 @@ def markdown(summary: list[dict]) -> str:
     values = [f"| {row['label']} | " + " | ".join(_cell(row, k) for k in METRICS) + " |" for row in summary]
     diffs = [f"| {row['label']} | " + " | ".join(_cell(row, k, "_diff") for k in METRICS) + " |"
              for row in summary if row["method"] != "base"]
-    seeds = summary[0]["seeds"]
-    return "\n".join(["Values (mean" + (" ± std over seeds" if seeds > 1 else "") + "):", "", *head, *values, "",
-                      "Paired difference from the base, seed by seed (mean" + (" ± std over seeds" if seeds > 1
-                                                                                else "") + "):", "", *head,
-                      *diffs]) + "\n"
+    spread = " ± std over seeds" if summary[0]["seeds"] > 1 else ""
+    return "\n".join([f"Values (mean{spread}):", "", *head, *values, "",
+                      f"Paired difference from the base, seed by seed (mean{spread}):", "", *head, *diffs]) + "\n"
 
 
 def plot(summary: list[dict], out: Path) -> list[Path]:
@@ -340,7 +339,8 @@ def plot(summary: list[dict], out: Path) -> list[Path]:
         written.append(path)
     rows = [r for r in summary if r["method"] != "base" and "chair_i_diff" in r]
     if rows:  # one panel per metric: each row's paired difference from the base, error bars = std over seeds
-        fig, axes = plt.subplots(2, (len(METRICS) + 1) // 2, figsize=(3 * ((len(METRICS) + 1) // 2), 7), sharey=False)
+        columns = (len(METRICS) + 1) // 2
+        fig, axes = plt.subplots(2, columns, figsize=(3 * columns, 7))
         for ax, key, header in zip(axes.flat, METRICS, HEADERS, strict=False):
             ax.barh([r["method"] for r in rows], [r[f"{key}_diff"] for r in rows],
                     xerr=[r.get(f"{key}_diff_std", 0.0) for r in rows], capsize=2)
@@ -378,10 +378,10 @@ def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None
         console.print(f"[dim]{time.perf_counter() - began:6.0f} s[/] {message}")
         log(message)
 
-    results = []
+    results, data = [], {}
     for seed in config.seeds:
-        results += run_seed(config, out / f"seed-{seed}", seed, recipes, say, log)
-    data = {str(seed): json.loads((out / f"seed-{seed}" / "data.json").read_text()) for seed in config.seeds}
+        rows, data[str(seed)] = run_seed(config, out / f"seed-{seed}", seed, recipes, say, log)
+        results += rows
     (out / "data.json").write_text(json.dumps(data, indent=2))
     summary = summarize(results)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
