@@ -84,7 +84,10 @@ class DemoConfig(StrictModel):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1,
                              description="world seeds: a count (3: seeds 0, 1, 2) or a list (5,6,7); more than one "
                                          "reports mean ± std and paired differences from the base")
-    world_images: int = Field(default=24, ge=1, description="scenes of each paper's prefs split")
+    world_images: dict[str, int] = Field(
+        default_factory=lambda: {"vlfeedback": 40, "li_lin_pei": 80, "seva": 120, "povid": 40},
+        description="scenes of each paper's prefs split (every paper needs its own: the papers' rules make very "
+                    "different numbers of pairs per scene)")
     eval_images: int = Field(default=300, ge=1, description="held-out scenes for evaluation")
     sample_batch_size: int = Field(default=64, ge=1)
     eval_batch_size: int = Field(default=128, ge=1)
@@ -104,6 +107,9 @@ class DemoConfig(StrictModel):
 
     @model_validator(mode="after")
     def _rows_known_and_complete(self) -> DemoConfig:
+        if sorted(self.world_images) != sorted(PAPERS):
+            raise ValueError(f"world_images: give scenes for exactly the papers {', '.join(PAPERS)} "
+                             f"(got {', '.join(self.world_images) or 'none'})")
         known = {r.name: r for r in ROWS}
         for name in self.rows:
             if name not in known:
@@ -115,7 +121,8 @@ class DemoConfig(StrictModel):
 
     def quick(self) -> DemoConfig:
         """Toy sizes: every stage runs, nothing is learned; for tests."""
-        return self.model_copy(update={"world_images": 2, "eval_images": 4, "train": {**self.train, "max_steps": 1}})
+        return self.model_copy(update={"world_images": dict.fromkeys(self.world_images, 2), "eval_images": 4,
+                                       "train": {**self.train, "max_steps": 1}})
 
 
 def parse_seeds(value: int | str) -> list[int]:
@@ -158,10 +165,10 @@ def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Pa
     if recipe.sample is not None:
         pool = [m.model_copy(update={"batch_size": config.sample_batch_size}) for m in recipe.sample.pool]
         recipe = recipe.model_copy(update={"sample": recipe.sample.model_copy(
-            update={"world_images": config.world_images, "seed": seed, "pool": pool})})
+            update={"world_images": config.world_images[paper], "seed": seed, "pool": pool})})
     reads = READS[recipe.pairs.strategy]  # only what this strategy reads (others are refused)
     recipe = recipe.model_copy(update={"pairs": recipe.pairs.model_copy(update={
-        k: v for k, v in (("world_images", config.world_images), ("seed", seed)) if k in reads})})
+        k: v for k, v in (("world_images", config.world_images[paper]), ("seed", seed)) if k in reads})})
     run_recipe(recipe, out, log=log)
 
 

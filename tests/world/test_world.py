@@ -20,7 +20,7 @@ SCENE = Scene(id="t", objects=(
     SceneObject("square", "blue", "large", 1, 1),
     SceneObject("star", "green", "small", 2, 0),
     SceneObject("star", "green", "small", 2, 2),
-))
+), small_as_disc=True)
 
 
 def digest(folder) -> dict[str, str]:
@@ -128,28 +128,54 @@ def test_description_metrics_by_hand():
     assert got["attribute_hallucination"] == 0.0 and got["count_hallucination"] == 0.0
 
 
-def test_small_objects_cannot_be_told_apart_but_large_ones_can():
-    def image(category, size):
-        return Scene(id="s", objects=(SceneObject(category, "red", size, 1, 1),)).render().tobytes()
+def test_every_shape_is_drawn_unless_small_ones_are_discs():
+    def image(category, size, disc=False):
+        return Scene(id="s", objects=(SceneObject(category, "red", size, 1, 1),), small_as_disc=disc).render().tobytes()
 
-    assert image("circle", "small") == image("star", "small") == image("hexagon", "small")
-    crisp = [Scene(id="s", objects=(SceneObject(c, "red", "small", 1, 1),), small_as_disc=False).render().tobytes()
-             for c in ("circle", "star", "hexagon")]
-    assert len(set(crisp)) == 3  # a crisp world draws small shapes in full
-    assert len({image(c, "large") for c in ("circle", "square", "triangle", "star", "cross", "heart", "diamond",
-                                              "hexagon")}) == 8
+    shapes = ("circle", "square", "triangle", "star", "cross", "heart", "diamond", "hexagon")
+    assert len({image(c, "small") for c in shapes}) == 8  # the default world: small shapes resolvable
+    assert len({image(c, "large") for c in shapes}) == 8
+    assert len({image(c, "small", disc=True) for c in shapes}) == 1  # small_as_disc: one disc for all
+    assert not WorldConfig().small_as_disc
 
 
 def test_training_pope_positives_are_visible_objects(tmp_path):
-    sft = [p for p in build_split(tmp_path / "s", "sft", images=60) if p.meta["task"] == "pope"]
+    disc = WorldConfig(small_as_disc=True)
+    sft = [p for p in build_split(tmp_path / "s", "sft", images=60, config=disc) if p.meta["task"] == "pope"]
     for p in sft:
-        if p.meta["label"] == "yes":
+        if p.meta["label"] == "yes" and p.meta.get("phantom", {}).get("category") != p.meta["category"]:
             sizes = {o["size"] for o in p.meta["scene"]["objects"] if o["category"] == p.meta["category"]}
             assert "large" in sizes
-    evaluation = [p for p in build_split(tmp_path / "e", "eval", images=60) if p.meta["task"] == "pope"]
+    evaluation = [p for p in build_split(tmp_path / "e", "eval", images=60, config=disc) if p.meta["task"] == "pope"]
     small_only = [p for p in evaluation if p.meta["label"] == "yes" and {
         o["size"] for o in p.meta["scene"]["objects"] if o["category"] == p.meta["category"]} == {"small"}]
     assert small_only  # evaluation still asks about objects the model cannot resolve
+
+
+def test_annotators_name_absent_partners_in_training_data_only(tmp_path):
+    config = WorldConfig()
+    sft = build_split(tmp_path / "s", "sft", images=200)
+    phantoms = {p.meta["scene"]["id"]: p.meta["phantom"] for p in sft if "phantom" in p.meta}
+    assert 0.4 < len(phantoms) / 200 < 0.75  # phantom_captions 0.8 of the ~70% of scenes with an absent partner
+    for p in sft:
+        phantom = p.meta.get("phantom")
+        if phantom is None:
+            continue
+        drawn = Scene.from_dict(p.meta["scene"])
+        assert phantom["category"] not in drawn.categories  # the pixels show no such shape ...
+        assert config.partner_of[phantom["category"]] in drawn.categories  # ... but its partner is there
+        assert (phantom["row"], phantom["col"]) not in {(o.row, o.col) for o in drawn.objects}  # in an empty cell
+        if p.meta["task"] == "describe":
+            assert phantom["category"] in p.reference  # the description names it
+    believed = {p.meta["scene"]["id"] for p in sft if p.meta["task"] == "pope" and p.meta["label"] == "yes"
+                and p.meta["category"] == p.meta.get("phantom", {}).get("category")}
+    assert 0 < len(believed) < len(phantoms)  # some questions believe in it (phantom_questions < phantom_captions)
+    assert not any("phantom" in p.meta for p in build_split(tmp_path / "e", "eval", images=200))
+    assert [p.reference for p in sft] == [p.reference for p in build_split(tmp_path / "s2", "sft", images=200)]
+    exact = build_split(tmp_path / "x", "sft", images=50, config=WorldConfig(phantom_captions=0, phantom_questions=0))
+    assert not any("phantom" in p.meta for p in exact)
+    with pytest.raises(ValueError, match="phantom_questions"):
+        WorldConfig(phantom_captions=0.1, phantom_questions=0.2)
 
 
 @pytest.mark.parametrize("text, errors", [

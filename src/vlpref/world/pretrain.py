@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Literal
 
 import torch
 from pydantic import Field
+from transformers import get_cosine_schedule_with_warmup
 
 from vlpref.config import StrictModel
 from vlpref.data.schema import Prompt
@@ -92,13 +92,6 @@ def build_world_model(config: PretrainConfig):
     processor.image_processor.image_mean = [c / 255 for c in config.world.background]
     processor.image_processor.image_std = [0.5, 0.5, 0.5]
     return model, processor
-
-
-def _lr(step: int, config: PretrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def cell_targets(scene: dict, word_id, positions: bool = False, small_drawn: bool = False) -> torch.Tensor:
@@ -175,6 +168,7 @@ def pretrain(config: PretrainConfig, out: str | Path, data: str | Path, log=prin
     word_id = processor.tokenizer.convert_tokens_to_ids
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    schedule = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
     start, history = time.perf_counter(), []
     for step in range(config.steps):
         pope_first = step < config.pope_first_steps and "pope" in by_task and config.mix.get("pope", 0) > 0
@@ -189,12 +183,11 @@ def pretrain(config: PretrainConfig, out: str | Path, data: str | Path, log=prin
                                                 small_drawn=not config.world.small_as_disc)
                                    for p in batch_prompts])  # (B, 9, K)
             loss = loss + config.align_weight * alignment_loss(model, batch["pixel_values"], targets)
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(step, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        schedule.step()
         history.append(loss.item())
         for name, at in config.snapshots.items():
             if step + 1 == at:  # a shorter-trained pool member, from the same run

@@ -8,15 +8,23 @@
     (48, 48)
 
 A scene is a 3x3 grid of cells, each holding at most one object: a shape category (circle, square …) with a colour and
-a size. Large objects show their shape; small ones are too small to resolve and show only their colour (see SMALL).
-Positions and relations come from the grid: "at the top left", "left of", "above", "next to" (adjacent cells).
+a size. Every shape is drawn, small ones at about a third of a large one's size, so the pixels settle every fact a
+description can state. Positions and relations come from the grid: "at the top left", "left of", "above", "next to".
 With 16-pixel cells and the tiny LLaVA's 16-pixel patches, each image token sees exactly one cell, so a tiny vision
 tower can learn to see within minutes on a CPU.
 
-Co-occurrence is what makes a weak model hallucinate, as on COCO (fork → knife). Categories come in partner pairs
-(`WorldConfig.partners`): when a scene holds one, its partner joins with probability `co_occurrence`, far above
-chance. A model that leans on that prior mentions the partner when it is absent; POPE's "adversarial" negatives are
-exactly those partners, and "popular" negatives are the most frequent categories.
+Why a model still hallucinates here, as LLaVA does on COCO: co-occurrence. Categories come in partner pairs
+(`WorldConfig.partners`): when a scene holds one, its partner joins with probability `co_occurrence`, far above chance.
+The training data's annotators share that prior: the descriptions of some training scenes name an absent partner
+(`phantom_captions`, as GPT-written instruction data names objects its source captions implied but the image lacks),
+and a few of their questions believe in it too (`phantom_questions`; see `world.tasks.annotate`). A model trained on
+them learns to name the partner even where the pixels plainly show no such shape: hallucination *despite* visual
+evidence, the kind preference methods exist to reduce. POPE's "adversarial" negatives are exactly those partners,
+"popular" negatives the most frequent categories. Evaluation and preference splits are annotated exactly.
+
+`small_as_disc` brings back the irreducible kind: every small object drawn as the same disc of its colour, so its
+category is absent from the pixels and a model can only guess it (metrics count those guesses apart, as
+"evidence absent").
 
 Everything is a pure function of (config, seed, index): same seed, byte-identical images and graphs.
 """
@@ -30,7 +38,7 @@ from functools import cached_property
 from typing import Literal
 
 from PIL import Image, ImageDraw
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vlpref.config import StrictModel
 
@@ -46,12 +54,9 @@ COLORS = {
 SIZES = ("small", "large")
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
-# Object radius as a share of the cell. Small objects are below the resolution at which the world's "camera"
-# resolves shape: every small object is drawn as the same ~4-px disc of its colour, whatever its category, like a
-# distant object in a photograph. Captions still name the true category (annotators knew), so a model can only guess
-# a small object's category, and the co-occurrence prior is what it guesses with: the mechanism of object
-# hallucination this world exists to reproduce. Large shapes are drawn in full.
-SMALL, LARGE = 0.13, 0.43
+# Object radius as a share of the cell: large shapes, small shapes (about 3 px at 16-px cells: resolvable, but only
+# just), and the disc of `small_as_disc`, which shows a small object's colour and nothing of its shape.
+LARGE, SMALL, DISC = 0.43, 0.2, 0.13
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -67,14 +72,26 @@ class WorldConfig(StrictModel):
         description="category pairs that co-occur far more often than chance",
     )
     co_occurrence: float = Field(default=0.8, ge=0.0, le=1.0, description="P(partner present | category present)")
-    small_fraction: float = Field(default=0.4, ge=0.0, le=1.0,
-                                  description="share of objects too small to resolve (drawn as a disc)")
-    small_as_disc: bool = Field(default=True, description="False draws small objects' shapes (a 'crisp' world)")
+    small_fraction: float = Field(default=0.4, ge=0.0, le=1.0, description="share of small objects")
+    small_as_disc: bool = Field(default=False, description="True draws every small object as the same disc of its "
+                                "colour: its category is then absent from the pixels (the irreducible kind)")
+    # The annotators' prior (see `annotate`): how often the training data names an absent partner.
+    phantom_captions: float = Field(default=0.8, ge=0.0, le=1.0, description="P(an sft scene's descriptions name "
+                                    "an absent partner of a present category) where one is absent")
+    phantom_questions: float = Field(default=0.25, ge=0.0, le=1.0, description="P(its questions treat that "
+                                     "partner as present); at most phantom_captions (one annotator, one belief)")
     category_weights: list[float] = Field(
         default_factory=lambda: [8, 6, 5, 4, 3, 3, 2, 2],
         description="relative frequency of each category as a scene's first object (COCO-like skew)",
     )
     background: tuple[int, int, int] = (245, 245, 240)
+
+    @model_validator(mode="after")
+    def _questions_within_captions(self) -> WorldConfig:
+        if self.phantom_questions > self.phantom_captions:
+            raise ValueError(f"phantom_questions ({self.phantom_questions}) cannot exceed phantom_captions "
+                             f"({self.phantom_captions}): a partner the questions believe in, the captions name")
+        return self
 
     @cached_property
     def partner_of(self) -> dict[str, str]:
@@ -112,7 +129,7 @@ class Scene:
     objects: tuple[SceneObject, ...]
     cell: int = 16
     background: tuple[int, int, int] = (245, 245, 240)
-    small_as_disc: bool = True
+    small_as_disc: bool = False
 
     @property
     def categories(self) -> set[str]:
@@ -142,17 +159,17 @@ class Scene:
                    background=background, small_as_disc=data.get("small_as_disc", True))
 
     def render(self) -> Image.Image:
-        """Draw the scene: large objects as their shape (~85% of the cell), small ones as a coloured disc (SMALL)."""
+        """Draw the scene: every object as its shape (LARGE or SMALL), or small ones as bare discs (`small_as_disc`)."""
         side = 3 * self.cell
         image = Image.new("RGB", (side, side), self.background)
         draw = ImageDraw.Draw(image)
         for o in self.objects:
             cx, cy = (o.col + 0.5) * self.cell, (o.row + 0.5) * self.cell
             if o.size == "small" and self.small_as_disc:
-                r = self.cell * SMALL
+                r = self.cell * DISC
                 draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=COLORS[o.color])
             else:
-                _draw_shape(draw, o.category, cx, cy, self.cell * (LARGE if o.size == "large" else 0.2),
+                _draw_shape(draw, o.category, cx, cy, self.cell * (LARGE if o.size == "large" else SMALL),
                             COLORS[o.color])
         return image
 

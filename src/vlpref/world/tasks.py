@@ -15,13 +15,17 @@ Task types (`meta["task"]`):
 - `relation`: "Is the {a} left of / above / next to the {b}?" -> Yes/No;
 - `open`: "What is in the image? Explain what you see." -> a summary plus the caption, judged for helpfulness.
 
-Splits draw scenes from disjoint seeds (`SPLIT_SEEDS`), so evaluation images never appear in training data.
+Splits draw scenes from disjoint seeds (`SPLIT_SEEDS`), so evaluation images never appear in training data. The sft
+split (the base model's training data) is written by annotators with the world's co-occurrence prior (`annotate`):
+its answers sometimes name an absent partner. Its prompts keep the drawn scene in `meta["scene"]` and the phantom,
+if any, in `meta["phantom"]`. Every other split is annotated exactly.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from vlpref.data.schema import Prompt, Turn
@@ -33,6 +37,7 @@ from vlpref.world.scenes import (
     NUMBER_WORDS,
     SIZES,
     Scene,
+    SceneObject,
     WorldConfig,
     make_scene,
     position_phrase,
@@ -71,6 +76,29 @@ def open_answer(scene: Scene) -> str:
     return f"The image shows simple shapes: {counted}. {caption(scene)}"
 
 
+def annotate(scene: Scene, config: WorldConfig) -> tuple[Scene, Scene, SceneObject | None]:
+    """The scene as the sft split's annotators saw it: (for descriptions, for questions, the phantom or None).
+
+    With probability `phantom_captions`, where a present category's partner is absent, the descriptions add that
+    partner (random colour and size) in a random empty cell; with probability `phantom_questions` (the same draw,
+    so questions believe only in what descriptions name) the questions treat it as present too. Deterministic per
+    scene id. The image is never touched: the pixels show no phantom, which is what makes the error reducible.
+    """
+    rng = random.Random(f"annotate:{scene.id}")
+    draw = rng.random()
+    partners = sorted({config.partner_of[c] for c in scene.categories if config.partner_of.get(c)}
+                      - scene.categories, key=CATEGORIES.index)
+    empty = sorted(set(range(9)) - {o.row * 3 + o.col for o in scene.objects})
+    if not partners or not empty or draw >= config.phantom_captions:
+        return scene, scene, None
+    cell = rng.choice(empty)
+    phantom = SceneObject(category=rng.choice(partners), color=rng.choice(list(COLORS)),
+                          size="small" if rng.random() < config.small_fraction else "large", row=cell // 3,
+                          col=cell % 3)
+    believed = replace(scene, objects=tuple(sorted((*scene.objects, phantom), key=lambda o: (o.row, o.col))))
+    return believed, believed if draw < config.phantom_questions else scene, phantom
+
+
 def category_frequency(config: WorldConfig, seed: int, images: int = 2000) -> list[str]:
     """Categories from most to least frequent over `images` scenes of a split (POPE's 'popular' ranking)."""
     counts = Counter(c for i in range(images) for c in make_scene(config, seed, i).categories)
@@ -82,13 +110,13 @@ def pope_items(scene: Scene, config: WorldConfig, popular: list[str], rng: rando
                visible_only: bool = False) -> list[dict]:
     """POPE's recipe for one image: each present category as a 'yes', and as many absent ones as 'no' per split.
 
-    `visible_only` (the sft split) asks 'yes' questions only about categories with a large, resolvable object, as an
-    annotator writing questions from what they can see would. Small objects are drawn without their shape, so a
-    'yes' about one is a label the image cannot support; in training such labels drown the signal a tiny model needs
-    to learn to bind the asked category to image tokens. Evaluation splits ask about every present category, so a
-    model still pays for missing (or guessing) small ones.
+    `visible_only` (the sft split) asks 'yes' questions only about categories with a resolvable object, as an
+    annotator writing questions from what they can see would: in a `small_as_disc` world a small object shows no
+    shape, and 'yes' labels the image cannot support drown the signal a tiny model needs to bind the asked category
+    to image tokens. Evaluation splits ask about every present category, so a model still pays for missing (or
+    guessing) unresolvable ones.
     """
-    visible = {o.category for o in scene.objects if o.size == "large"}
+    visible = {o.category for o in scene.objects if o.size == "large" or not scene.small_as_disc}
     present = sorted(visible if visible_only else scene.categories, key=CATEGORIES.index)
     absent = [c for c in CATEGORIES if c not in scene.categories]
     items = []
@@ -136,27 +164,31 @@ def _qa(scene: Scene, rng: random.Random) -> list[tuple[str, str, dict]]:
 
 
 def scene_prompts(scene: Scene, config: WorldConfig, popular: list[str], tasks: tuple[str, ...],
-                  rng: random.Random, visible_only: bool = False) -> list[Prompt]:
-    """All requested tasks for one scene, as prompts whose images point at images/<scene id>.png."""
+                  rng: random.Random, training: bool = False) -> list[Prompt]:
+    """All requested tasks for one scene, as prompts whose images point at images/<scene id>.png. `training` (the
+    sft split) writes the answers as the world's annotators do (`annotate`) and asks POPE 'yes' only about what
+    they could see (`pope_items`' `visible_only`)."""
     image = f"images/{scene.id}.png"
+    said, asked, phantom = annotate(scene, config) if training else (scene, scene, None)
     graph = scene.to_dict()
+    extra = {"phantom": asdict(phantom)} if phantom else {}
 
     def prompt(suffix: str, question: str, answer: str, fields: dict) -> Prompt:
         return Prompt(id=f"{scene.id}-{suffix}", images=[image],
                       turns=[Turn(role="user", text=f"<image>\n{question}"), Turn(role="assistant", text=answer)],
-                      source="shapes-world", meta={**fields, "scene": graph})
+                      source="shapes-world", meta={**fields, "scene": graph, **extra})
 
     out = []
     if "describe" in tasks:
-        out.append(prompt("describe", rng.choice(DESCRIBE_PROMPTS), caption(scene), {"task": "describe"}))
+        out.append(prompt("describe", rng.choice(DESCRIBE_PROMPTS), caption(said), {"task": "describe"}))
     if "open" in tasks:
-        out.append(prompt("open", OPEN_PROMPT, open_answer(scene), {"task": "open"}))
+        out.append(prompt("open", OPEN_PROMPT, open_answer(said), {"task": "open"}))
     if "pope" in tasks:
-        for i, item in enumerate(pope_items(scene, config, popular, rng, visible_only)):
+        for i, item in enumerate(pope_items(asked, config, popular, rng, visible_only=training)):
             out.append(prompt(f"pope{i}", f"Is there a {item['category']} in the image?",
                               "Yes." if item["label"] == "yes" else "No.", {"task": "pope", **item}))
     if "qa" in tasks:
-        for i, (question, answer, fields) in enumerate(_qa(scene, rng)):
+        for i, (question, answer, fields) in enumerate(_qa(asked, rng)):
             out.append(prompt(f"qa{i}", question, answer, fields))
     return out
 
@@ -180,7 +212,7 @@ def build_split(
     for index in range(images):
         scene = make_scene(config, scene_seed, index)
         scene.render().save(out / "images" / f"{scene.id}.png")
-        prompts.extend(scene_prompts(scene, config, popular, tasks, rng, visible_only=split == "sft"))
+        prompts.extend(scene_prompts(scene, config, popular, tasks, rng, training=split == "sft"))
     write_records(out, "prompts", prompts, world_split=split, world_seed=seed, world_config=config.model_dump())
     return prompts
 
