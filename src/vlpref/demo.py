@@ -61,15 +61,19 @@ class Row:
     recipe: str | None = None  # training recipe, relative to recipes/
     data: str = "pairs"  # the data subfolder of that paper's prefs output
     method: str | None = None  # overrides the recipe's method
-    start: str | None = None  # another row whose trained model this one starts from
-    steer: bool = False  # evaluate with SteerLM's target attributes
+    start: str | None = None  # another row whose trained model this one starts from (no recipe: evaluates it as is)
+    steer: Literal["top", "in-range"] | None = None  # ask a SteerLM model for 4 on every attribute (Li–Lin–Pei) or
+    # for the values its training data holds, per task type (`vlpref.data.steerlm.in_range_targets`)
 
 
 ROWS = (
     Row("base", "base (world-base)"),
     Row("sft", "SFT", "li_lin_pei", "li_lin_pei/train_world.yaml", "candidates/prompts", "sft"),
     Row("rs", "rejection sampling", "li_lin_pei", "li_lin_pei/train_world.yaml", "pairs/rejection-sampling", "rs"),
-    Row("steerlm", "SteerLM", "li_lin_pei", "li_lin_pei/train_world.yaml", "pairs/steerlm", "steerlm", steer=True),
+    Row("steerlm", "SteerLM (asked for 4s)", "li_lin_pei", "li_lin_pei/train_world.yaml", "pairs/steerlm", "steerlm",
+        steer="top"),
+    Row("steerlm-in-range", "SteerLM (asked for in-range values)", "li_lin_pei", data="pairs/steerlm",
+        start="steerlm", steer="in-range"),
     Row("dpo-helpsteer", "DPO, HelpSteer pairs (Li–Lin–Pei)", "li_lin_pei", "li_lin_pei/train_world.yaml"),
     Row("dpo-vlfeedback", "DPO, VLFeedback pairs (Silkie)", "vlfeedback", "vlfeedback/train_world.yaml"),
     Row("seva", "SeVa", "seva", "seva/train_world.yaml"),
@@ -180,13 +184,15 @@ def train_config(row: Row, data: Path, model: str, config: DemoConfig, seed: int
                     **config.row_train.get(row.name, {})}, source=f"{recipes / row.recipe} (demo row {row.name})")
 
 
-def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig) -> dict[str, float]:
-    from vlpref.data.steerlm import TOP
+def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig, data: Path) -> dict[str, float]:
+    from vlpref.data.steerlm import TOP, in_range_targets
+    from vlpref.data.store import read_records
     from vlpref.evaluation.world import evaluate_world
     from vlpref.models.vlm import VLM
 
-    results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size,
-                             steer=TOP if row.steer else None, oracle=True)
+    steer = TOP if row.steer == "top" else \
+        in_range_targets(read_records(data / row.paper / row.data)) if row.steer == "in-range" else None
+    results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size, steer=steer, oracle=True)
     return {k: v for k, v in results.items() if k in METRICS or k.startswith("pope_yes_ratio")}
 
 
@@ -258,6 +264,8 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
                 marker.write_text(json.dumps(settings))
             models[row.name] = str(run / "model")
             made_of[row.name] = (run / "demo.json").read_text() + (run / "summary.json").read_text()
+        elif row.start:  # another row's model, evaluated another way
+            models[row.name], made_of[row.name] = models[row.start], made_of[row.start]
         cached = out / "eval" / f"{row.name}.json"
         # the evaluation records what it evaluated: a retrained row is evaluated again
         trained = made_of[row.name]
@@ -266,7 +274,7 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
         else:
             began = time.perf_counter()
             say(f"seed {seed}: evaluate, {row.label}")
-            metrics = evaluate(models[row.name], eval_split, row, config)
+            metrics = evaluate(models[row.name], eval_split, row, config, out / "data")
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_text(json.dumps({**metrics, "_model": trained}, indent=2))
             seconds[f"eval/{row.name}"] = time.perf_counter() - began

@@ -89,7 +89,8 @@ def eval_world(
     = None,
     data: Annotated[Path | None, typer.Option(help="world eval split (default: built into OUT/eval-split)")] = None,
     images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
-    steer: Annotated[str | None, typer.Option(help="SteerLM models: the attribute values to ask for, e.g. "
+    steer: Annotated[str | None, typer.Option(help="SteerLM models: the attribute values to ask for (per task: "
+                                                   "'describe=...;pope=...'), e.g. "
                                                    "'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")]
     = None,
 ):

@@ -59,7 +59,8 @@ def world_eval(
                                                   "runs/world-eval/<model name>; rerun to reuse the answers)")] = None,
     data: Annotated[Path | None, typer.Option(help="world eval split (default: built into OUT/eval-split)")] = None,
     images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
-    steer: Annotated[str | None, typer.Option(help="SteerLM models: ask for these attribute values, e.g. "
+    steer: Annotated[str | None, typer.Option(help="SteerLM models: ask for these attribute values (per task: "
+                                                   "'describe=...;pope=...'), e.g. "
                                                    "'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")]
     = None,
 ):

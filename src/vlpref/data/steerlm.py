@@ -10,6 +10,8 @@ member's `steer`) or `vlpref world eval --steer`.
 
 from __future__ import annotations
 
+import statistics
+
 from vlpref.data.schema import Turn
 
 HELPSTEER_ATTRIBUTES = ("Helpfulness", "Correctness", "Coherence", "Complexity", "Verbosity")
@@ -40,6 +42,23 @@ def steered(turns: list[Turn], targets: dict[str, float]) -> list[Turn]:
     return turns
 
 
+def in_range_targets(records: list) -> dict[str, dict[str, float]]:
+    """Per task type (`meta["task"]`), values to ask a SteerLM model for that its own training data holds: for each
+    attribute, the median over that task's best responses (those with the task's highest Helpfulness).
+
+    Li–Lin–Pei ask for 4 on every attribute; on a yes/no question that means Complexity 4 and Verbosity 4, values no
+    training answer of that kind carries. `records`: SteerLM training records (`pairs.strategies.steerlm_record`,
+    whose meta holds the response's `scores` and its prompt's `task`).
+    """
+    by_task: dict[str, list[dict[str, float]]] = {}
+    for record in records:
+        by_task.setdefault(record.meta.get("task", "*"), []).append(record.meta["scores"])
+    targets = {}
+    for task, scores in by_task.items():
+        top = max(s["Helpfulness"] for s in scores)
+        best = [s for s in scores if s["Helpfulness"] == top]
+        targets[task] = {k: float(statistics.median_low(s[k] for s in best)) for k in HELPSTEER_ATTRIBUTES}
+    return targets
 
 
 def parse_targets(text: str) -> dict[str, float]:

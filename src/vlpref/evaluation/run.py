@@ -139,7 +139,8 @@ class EvalConfig(StrictModel):
         default=["discriminative", "generative"], description="amber: the tasks to run")
     world_images: int = Field(default=300, ge=1, description="world: scenes in the eval split when it is built")
     steer: str | None = Field(default=None, description="world, SteerLM models: the attribute values to ask for, "
-                              "e.g. 'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")
+                              "e.g. 'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4', or per "
+                              "task: 'describe=...;pope=...'")
 
     @model_validator(mode="after")
     def _read_by_the_benchmark(self) -> EvalConfig:

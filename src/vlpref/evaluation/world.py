@@ -9,11 +9,11 @@ DATA, when given, is a world eval split (`vlpref world generate --split eval --t
 otherwise one of `world_images` scenes is built into OUT/eval-split (describe and yes/no tasks, scene seeds disjoint
 from the training splits). Greedy answers, at most 64 new tokens for a description and 4 for a yes/no question,
 journalled like every benchmark's, so a rerun makes no model call. `steer` asks a SteerLM model for the given
-attribute values in every question. Results (`vlpref.world.metrics.world_metrics`): world-POPE accuracy/F1/yes-ratio
-per split (random, popular, adversarial), CHAIR_s and CHAIR_i over descriptions, attribute / count / position /
-relation hallucination, coverage, and the oracle judge's helpfulness and faithfulness (1-5). OUT/items.jsonl holds
-each question for `vlpref view`: a description's hallucinated and missed facts and ratings, a yes/no answer's
-verdict. This is the one module under `vlpref.evaluation` that imports `vlpref.world`.
+attribute values, in every question or per task (`steer_targets`). Results (`vlpref.world.metrics.world_metrics`):
+world-POPE accuracy/F1/yes-ratio per split (random, popular, adversarial), CHAIR_s and CHAIR_i over descriptions,
+attribute / count / position / relation hallucination, coverage, and the oracle judge's helpfulness and
+faithfulness (1-5). OUT/items.jsonl holds each question for `vlpref view`: a description's hallucinated and missed
+facts and ratings, a yes/no answer's verdict. This is the one module under `vlpref.evaluation` that imports `vlpref.world`.
 """
 
 from __future__ import annotations
@@ -33,18 +33,46 @@ POPE_TOKENS = 4  # a yes/no answer needs one word; not changed by `max_new_token
 BATCH_SIZE = 128  # the world model is tiny; `batch_size` overrides it
 
 
-def steer_targets(steer: str | None, option: str = "steer") -> dict[str, float] | None:
-    """'Helpfulness:4,...' -> the targets, checked (every HelpSteer attribute given)."""
+TASKS = ("describe", "pope")  # what the world's eval split asks
+
+
+def steer_targets(steer: str | None, option: str = "steer") -> dict[str, dict[str, float]] | None:
+    """SteerLM's targets per task ('*': every task), checked (every HelpSteer attribute given):
+
+        'Helpfulness:4,...'                              -> {'*': {...}}
+        'describe=Helpfulness:4,...;pope=Helpfulness:3,...' -> {'describe': {...}, 'pope': {...}}
+    """
     if not steer:
         return None
     from vlpref.data.steerlm import check_targets, parse_targets
 
+    parts = [p.strip() for p in steer.split(";") if p.strip()]
+    by_task = {}
     try:
-        targets = parse_targets(steer)
-        check_targets(targets)
+        for part in parts:
+            task, _, values = part.rpartition("=") if "=" in part else ("*", "", part)
+            task = task.strip()
+            if task != "*" and task not in TASKS:
+                raise ValueError(f"unknown task {task!r}; the world's evaluation asks {' and '.join(TASKS)} questions")
+            if task in by_task:
+                raise ValueError(f"{task!r} is given twice")
+            by_task[task] = parse_targets(values)
+            check_targets(by_task[task])
     except ValueError as error:
         raise VlprefError(f"{option}: {error}") from None
-    return targets
+    if "*" in by_task and len(by_task) > 1:
+        raise VlprefError(f"{option}: give values for every question or per task (task=values;...), not both")
+    return by_task
+
+
+def steer_spec(steer: dict[str, float] | dict[str, dict[str, float]]) -> str:
+    """The inverse of `steer_targets`: {attribute: value} (every task) or {task: {attribute: value}} -> its string."""
+    def values(targets: dict[str, float]) -> str:
+        return ",".join(f"{k}:{v:g}" for k, v in targets.items())
+
+    if all(isinstance(v, dict) for v in steer.values()):
+        return ";".join(f"{task}={values(t)}" if task != "*" else values(t) for task, t in steer.items())
+    return values(steer)
 
 
 def _split(session: Session) -> Path:
@@ -83,12 +111,13 @@ def run(session: Session) -> dict:
 
     data = _split(session)
     prompts: list[Prompt] = read_records(data)
-    steer = steer_targets(session.config.steer)
+    steer = steer_targets(session.config.steer) or {}
     describe = [p for p in prompts if p.meta["task"] == "describe"]
     pope = [p for p in prompts if p.meta["task"] == "pope"]
     # Descriptions and yes/no questions are asked separately, so each batch holds one kind (as before the runner).
-    texts = session.answers(_questions(describe, data, session.max_new_tokens(DESCRIBE_TOKENS), steer), BATCH_SIZE)
-    answers = session.answers(_questions(pope, data, POPE_TOKENS, steer), BATCH_SIZE)
+    texts = session.answers(_questions(describe, data, session.max_new_tokens(DESCRIBE_TOKENS),
+                                       steer.get("describe", steer.get("*"))), BATCH_SIZE)
+    answers = session.answers(_questions(pope, data, POPE_TOKENS, steer.get("pope", steer.get("*"))), BATCH_SIZE)
     results, items = world_metrics(describe, texts, pope, answers, oracle=True)
     for item, fields in items.items():
         session.detail(item, **fields)
@@ -96,7 +125,8 @@ def run(session: Session) -> dict:
 
 
 def evaluate_world(model, data: str | Path, out: str | Path | None = None, *, batch_size: int = 32,
-                   max_new_tokens: int = DESCRIBE_TOKENS, steer: dict[str, float] | None = None,
+                   max_new_tokens: int = DESCRIBE_TOKENS,
+                   steer: dict[str, float] | dict[str, dict[str, float]] | None = None,
                    oracle: bool = False, device: str | None = None, log=None) -> dict[str, float]:
     """The world benchmarks of `model` on the world eval split `data`, run by the evaluation runner: the metrics
     alone (no run bookkeeping), with the oracle's `helpfulness` and `faithfulness` only when `oracle`.
@@ -105,10 +135,11 @@ def evaluate_world(model, data: str | Path, out: str | Path | None = None, *, ba
     already loaded (used as it is, on its own device; its answers are keyed by the folder it was loaded from, so
     pass one changed in memory only with `out` None). `out`: a run folder (journal, results.json, items.jsonl for
     `vlpref view`; a second call makes no model call); None: a temporary one, every answer generated afresh.
-    `steer`: the SteerLM attribute values to ask for, e.g. `vlpref.data.steerlm.TOP`.
+    `steer`: the SteerLM attribute values to ask for in every question, e.g. `vlpref.data.steerlm.TOP`, or per task
+    ({"describe": {...}, "pope": {...}}, e.g. `vlpref.data.steerlm.in_range_targets`).
     """
     settings = {"benchmark": "world", "data": str(data), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
-                "steer": ",".join(f"{k}:{v}" for k, v in steer.items()) if steer else None}
+                "steer": steer_spec(steer) if steer else None}
     vlm = None
     if isinstance(model, str | Path):
         settings.update(model=str(model), device=device)

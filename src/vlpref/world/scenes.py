@@ -8,7 +8,7 @@
     (48, 48)
 
 A scene is a 3x3 grid of cells, each holding at most one object: a shape category (circle, square …) with a colour and
-a size. Every shape is drawn, small ones at about a third of a large one's size, so the pixels settle every fact a
+a size. Every shape is drawn, small ones at under half a large one's size, so the pixels settle every fact a
 description can state. Positions and relations come from the grid: "at the top left", "left of", "above", "next to".
 With 16-pixel cells and the tiny LLaVA's 16-pixel patches, each image token sees exactly one cell, so a tiny vision
 tower can learn to see within minutes on a CPU.
@@ -76,7 +76,7 @@ class WorldConfig(StrictModel):
     small_as_disc: bool = Field(default=False, description="True draws every small object as the same disc of its "
                                 "colour: its category is then absent from the pixels (the irreducible kind)")
     # The annotators' prior (see `annotate`): how often the training data names an absent partner.
-    phantom_captions: float = Field(default=0.8, ge=0.0, le=1.0, description="P(an sft scene's descriptions name "
+    phantom_captions: float = Field(default=1.0, ge=0.0, le=1.0, description="P(an sft scene's descriptions name "
                                     "an absent partner of a present category) where one is absent")
     phantom_questions: float = Field(default=0.25, ge=0.0, le=1.0, description="P(its questions treat that "
                                      "partner as present); at most phantom_captions (one annotator, one belief)")
