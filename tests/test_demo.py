@@ -74,8 +74,8 @@ def test_seeds_are_a_count_or_a_list():
     from vlpref.demo import DemoConfig
 
     assert DemoConfig(seeds="3").seeds == [0, 1, 2] and DemoConfig(seeds="5,6,7").seeds == [5, 6, 7]
-    assert DemoConfig(seeds=2).seeds == [0, 1] and DemoConfig().seeds == [0]
-    for bad in ("0", "5,5", "a,b", "-1,2"):
+    assert DemoConfig(seeds=2).seeds == [0, 1] and DemoConfig().seeds == [0] and DemoConfig(seeds="6,").seeds == [6]
+    for bad in ("0", "5,5", "a,b", "-1,2", ",", "5,,6"):
         with pytest.raises(ValueError, match="seeds"):
             DemoConfig(seeds=bad)
 

@@ -89,7 +89,7 @@ class DemoConfig(StrictModel):
                              description="world seeds: a count (3: seeds 0, 1, 2) or a list (5,6,7); more than one "
                                          "reports mean ± std and paired differences from the base")
     world_images: dict[str, int] = Field(
-        default_factory=lambda: {"vlfeedback": 40, "li_lin_pei": 80, "seva": 120, "povid": 40},
+        default_factory=lambda: {"vlfeedback": 40, "li_lin_pei": 80, "seva": 150, "povid": 40},
         description="scenes of each paper's prefs split (every paper needs its own: the papers' rules make very "
                     "different numbers of pairs per scene)")
     eval_images: int = Field(default=300, ge=1, description="held-out scenes for evaluation")
@@ -97,7 +97,7 @@ class DemoConfig(StrictModel):
     eval_batch_size: int = Field(default=128, ge=1)
     # Every row trains the same number of steps, whatever the size of its paper's data: a fair comparison needs
     # the same budget, and more steps on POVID's many near-identical pairs made its model stop naming objects.
-    train: dict[str, Any] = Field(default_factory=lambda: {"max_steps": 60},
+    train: dict[str, Any] = Field(default_factory=lambda: {"max_steps": 150},
                                   description="training settings for every row, over each recipe's own")
     row_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per row, over `train`")
     rows: list[str] = Field(default_factory=lambda: [r.name for r in ROWS])
@@ -130,10 +130,10 @@ class DemoConfig(StrictModel):
 
 
 def parse_seeds(value: int | str) -> list[int]:
-    """`--seeds`: a count N (seeds 0..N-1) or a comma-separated list of distinct seeds.
+    """`--seeds`: a count N (seeds 0..N-1) or a comma-separated list of distinct seeds (one seed: "6,").
 
-        >>> parse_seeds("3"), parse_seeds("5,6,7"), parse_seeds(2)
-        ([0, 1, 2], [5, 6, 7], [0, 1])
+        >>> parse_seeds("3"), parse_seeds("5,6,7"), parse_seeds(2), parse_seeds("6,")
+        ([0, 1, 2], [5, 6, 7], [0, 1], [6])
     """
     text = str(value).strip()
     try:
@@ -142,9 +142,10 @@ def parse_seeds(value: int | str) -> list[int]:
             if count < 1:
                 raise ValueError
             return list(range(count))
-        seeds = [int(part) for part in text.split(",")]
+        seeds = [int(part) for part in text.removesuffix(",").split(",")]
     except ValueError:
-        raise ValueError(f"seeds: {text!r} is neither a count (e.g. 3) nor a list of seeds (e.g. 5,6,7)") from None
+        raise ValueError(f"seeds: {text!r} is neither a count (e.g. 3) nor a list of seeds (e.g. 5,6,7; one "
+                         f"seed: 6,)") from None
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ValueError(f"seeds: {text!r} must list distinct seeds, none negative")
     return seeds
@@ -187,11 +188,15 @@ def train_config(row: Row, data: Path, model: str, config: DemoConfig, seed: int
 def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig, data: Path) -> dict[str, float]:
     from vlpref.data.steerlm import TOP, in_range_targets
     from vlpref.data.store import read_records
-    from vlpref.evaluation.world import evaluate_world
+    from vlpref.evaluation.world import TASKS, evaluate_world
     from vlpref.models.vlm import VLM
 
-    steer = TOP if row.steer == "top" else \
-        in_range_targets(read_records(data / row.paper / row.data)) if row.steer == "in-range" else None
+    steer = None
+    if row.steer == "top":
+        steer = TOP
+    elif row.steer == "in-range":  # the training data's tasks include some the evaluation does not ask (open, qa)
+        in_range = in_range_targets(read_records(data / row.paper / row.data))
+        steer = {task: in_range[task] for task in TASKS if task in in_range}
     results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size, steer=steer, oracle=True)
     return {k: v for k, v in results.items() if k in METRICS or k.startswith("pope_yes_ratio")}
 
