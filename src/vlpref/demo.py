@@ -13,14 +13,15 @@ Per seed, through the recipes and library calls the CLI verbs use (recipes/*/dat
      pairs, the best answer per prompt (rejection sampling), every answer conditioned on its ratings (SteerLM);
    - SeVa: world-base's greedy answers on the image and on a diffusion-noised copy;
    - POVID: the ground truth against the world injector's hallucinations;
-2. training (`vlpref train`), every row from world-base with the same LoRA budget (60 steps of 8 examples): SFT
-   on the ground-truth answers of Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs,
-   DPO on VLFeedback pairs, SeVa, POVID stage 1 then stage 2 (from stage 1's merged model), mDPO (VLFeedback pairs
-   + image terms);
+2. training (`vlpref train`), every row from world-base with the same LoRA budget (600 steps of 8 examples; the
+   preference rows with an NLL term on the chosen answer, `preference_train`): SFT on the ground-truth answers of
+   Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs, DPO on VLFeedback pairs, SeVa,
+   POVID stage 1 then stage 2 (from stage 1's merged model), SFT on POVID's chosen answers (a control), mDPO
+   (VLFeedback pairs + image terms);
 3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i and its
    split into evidence-present and evidence-absent mentions (`vlpref.world.claims`), coverage, and the oracle's
    mean Helpfulness and Visual Faithfulness (1-5) over the descriptions. SteerLM is asked for 4 on every attribute,
-   as Li–Lin–Pei evaluate it;
+   as Li–Lin–Pei evaluate it, and (a second row, same model) for the values its training data holds per task;
 4. OUT/results.json (per row: mean and std over seeds, and the paired difference from the base row, seed by seed,
    with its std), OUT/results-per-seed.json, OUT/results.md (the values table and the differences table),
    OUT/*.png (values per metric group; differences.png: each row's difference from the base), printed as tables.
@@ -79,6 +80,8 @@ ROWS = (
     Row("seva", "SeVa", "seva", "seva/train_world.yaml"),
     Row("povid-stage1", "POVID stage 1", "povid", "povid/train_world_stage1.yaml"),
     Row("povid-stage2", "POVID stage 2", "povid", "povid/train_world_stage2.yaml", start="povid-stage1"),
+    # POVID's chosen answers alone, as SFT: what the preference adds over imitating the ground truth
+    Row("sft-povid", "SFT on POVID's chosen answers (control)", "povid", "li_lin_pei/train_world.yaml", method="sft"),
     Row("mdpo", "mDPO", "vlfeedback", "mdpo/train_world.yaml"),
 )
 
@@ -96,9 +99,15 @@ class DemoConfig(StrictModel):
     sample_batch_size: int = Field(default=64, ge=1)
     eval_batch_size: int = Field(default=128, ge=1)
     # Every row trains the same number of steps, whatever the size of its paper's data: a fair comparison needs
-    # the same budget, and more steps on POVID's many near-identical pairs made its model stop naming objects.
-    train: dict[str, Any] = Field(default_factory=lambda: {"max_steps": 150},
+    # the same budget. Chosen on development seeds 0 and 1 for the whole family (docs/world.md, "Choosing the demo's
+    # settings"): 150 steps moved nothing; at 600, plain DPO's chosen log-probs fell from -16 to -57 and its model
+    # stopped naming objects (likelihood displacement) unless an NLL term on the chosen answer held them.
+    train: dict[str, Any] = Field(default_factory=lambda: {"max_steps": 600},
                                   description="training settings for every row, over each recipe's own")
+    preference_train: dict[str, Any] = Field(
+        default_factory=lambda: {"sft_weight": 1.0},
+        description="over `train`, for the preference rows (method dpo: DPO, SeVa, POVID, mDPO); the papers use "
+                    "sft_weight 0")
     row_train: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per row, over `train`")
     rows: list[str] = Field(default_factory=lambda: [r.name for r in ROWS])
     recipes: str | None = Field(default=None, description="the recipes folder (default: ./recipes, or the one "
@@ -180,9 +189,12 @@ def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Pa
 def train_config(row: Row, data: Path, model: str, config: DemoConfig, seed: int, recipes: Path):
     from vlpref.training.config import TrainConfig
 
-    return overlay(TrainConfig, read_yaml(recipes / row.recipe),
+    recipe = read_yaml(recipes / row.recipe)
+    preference = config.preference_train if (row.method or recipe.get("method")) == "dpo" else {}
+    return overlay(TrainConfig, recipe,
                    {"data": str(data), "model": model, "seed": seed, "method": row.method, **config.train,
-                    **config.row_train.get(row.name, {})}, source=f"{recipes / row.recipe} (demo row {row.name})")
+                    **preference, **config.row_train.get(row.name, {})},
+                   source=f"{recipes / row.recipe} (demo row {row.name})")
 
 
 def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig, data: Path) -> dict[str, float]:

@@ -83,6 +83,9 @@ def test_povid_stage_two_averages_two_dpo_losses():
     assert combined.losses.item() == pytest.approx(0.5 * softplus(-0.2) + 0.5 * softplus(-0.1), abs=1e-6)
     assert combined.rejected_rewards.item() == pytest.approx(-0.1)  # the text side's, as POVID logs
     assert noise_side.rejected_rewards.item() == pytest.approx(0.0)
+    # an NLL term on y_w is added once, not once per side: + 1.0 · 10
+    with_nll = povid_loss(text, noise2, beta=0.1, sft_weight=1.0)[0].losses.item()
+    assert with_nll == pytest.approx(0.5 * softplus(-0.2) + 0.5 * softplus(-0.1) + 10, abs=1e-6)
 
 
 def test_mdpo_adds_conditional_and_anchor_terms():
@@ -90,6 +93,8 @@ def test_mdpo_adds_conditional_and_anchor_terms():
     out = mdpo_loss(example(), torch.tensor([-10.5]), torch.tensor([-11.0]), beta=0.1)
     expected = softplus(-0.2) + softplus(-0.1 * (1 - 0.5)) + softplus(-0.1 * 1)  # 0.59813 + 0.66874 + 0.64440
     assert out.losses.item() == pytest.approx(expected, abs=1e-6)
+    with_nll = mdpo_loss(example(), torch.tensor([-10.5]), torch.tensor([-11.0]), beta=0.1, sft_weight=0.5)
+    assert with_nll.losses.item() == pytest.approx(expected + 0.5 * 10, abs=1e-6)  # + 0.5 · NLL(y_w) = 5
 
 
 def test_bad_settings_are_named():

@@ -29,7 +29,7 @@ def test_dpo_keys_with_an_sft_method(method, key, value):
     ("loss_type", "ipo", "objective: dpo, method: dpo"),
     ("image_negative", {"op": "mdpo-crop"}, "objective: povid or mdpo, method: dpo"),
     ("reference_cache", "ref.sqlite", "reference: precomputed, method: dpo"),
-    ("sft_weight", 1.0, "objective: dpo, method: dpo")])
+    ("sft_weight", 1.0, "method: dpo")])
 def test_objective_keys_with_an_sft_method_name_the_method(key, value, readers):
     # the method is what rules these out (the key's own objective or reference condition comes after it)
     assert f"{key} is not read with method: sft; it is read with {readers}" in refusal(method="sft", **{key: value})
@@ -42,7 +42,7 @@ def test_image_negative_with_objective_dpo():
 
 @pytest.mark.parametrize("objective", ["povid", "mdpo"])
 @pytest.mark.parametrize("key, value", [("loss_type", "hinge"), ("label_smoothing", 0.1),
-                                        ("length_normalized", True), ("sft_weight", 0.5)])
+                                        ("length_normalized", True)])
 def test_dpo_family_options_with_povid_and_mdpo(objective, key, value):
     message = refusal(method="dpo", objective=objective, **{key: value})
     assert f"{key} is not read with objective: {objective}; it is read with objective: dpo" in message

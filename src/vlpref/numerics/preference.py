@@ -20,7 +20,8 @@ Losses, per pair (B,):
 - `length_normalized=True` divides every log-prob by its response's token count first (Li–Lin–Pei's
   `use_average`; SimPO-style). Off by default: every paper here uses sums.
 - `sft_weight` adds λ·(−log π_θ(y_w|x)), the summed NLL of the chosen response, as RLAIF-V's and Li–Lin–Pei's
-  code write it (`DPO_weight·DPO − SFT_weight·logπ(y_w)`; weight 0 in all four papers' settings).
+  code write it (`DPO_weight·DPO − SFT_weight·logπ(y_w)`; weight 0 in all four papers' settings); POVID's and
+  mDPO's losses take it too, added once per pair.
 - `label_smoothing` applies to `sigmoid` (conservative DPO) and `robust` only. Note: TRL 1.16's `sigmoid` ignores
   label smoothing, so a run with ε > 0 differs from a TRL 1.16 run with the same settings.
 
@@ -126,18 +127,22 @@ def noised_argmax_logps(clean_logits: torch.Tensor, noisy_logits: torch.Tensor, 
     return picked.masked_fill(~scored, 0.0).sum(dim=-1)
 
 
-def povid_loss(text: PairLogps, noise: PairLogps, beta: float = 0.1) -> tuple[PreferenceLoss, PreferenceLoss]:
-    """POVID stage 2: 0.5·DPO(y_w, y_l^text) + 0.5·DPO(y_w, y_l^noise), sigmoid, same β (methods.md §4.2).
+def povid_loss(text: PairLogps, noise: PairLogps, beta: float = 0.1, sft_weight: float = 0.0
+               ) -> tuple[PreferenceLoss, PreferenceLoss]:
+    """POVID stage 2: 0.5·DPO(y_w, y_l^text) + 0.5·DPO(y_w, y_l^noise), sigmoid, same β (methods.md §4.2), plus
+    `sft_weight`·NLL(y_w) once (0 in POVID's settings).
 
     Returns (combined, noise side). The combined loss carries the text side's rewards, which is what POVID's own
     trainer logs; log the noise side's under its own prefix (`metrics(noise_side, noise, prefix="noise/")`)."""
     a, b = dpo_loss(text, beta), dpo_loss(noise, beta)
-    return PreferenceLoss(0.5 * a.losses + 0.5 * b.losses, a.chosen_rewards, a.rejected_rewards), b
+    losses = 0.5 * a.losses + 0.5 * b.losses + sft_weight * -text.chosen
+    return PreferenceLoss(losses, a.chosen_rewards, a.rejected_rewards), b
 
 
 def mdpo_loss(logps: PairLogps, chosen_corrupted: torch.Tensor, ref_chosen_corrupted: torch.Tensor,
-              beta: float = 0.1) -> PreferenceLoss:
-    """mDPO (methods.md §5.3): DPO + image-conditional + anchor, per pair.
+              beta: float = 0.1, sft_weight: float = 0.0) -> PreferenceLoss:
+    """mDPO (methods.md §5.3): DPO + image-conditional + anchor, per pair; plus `sft_weight`·NLL(y_w) (0 in mDPO's
+    settings).
 
     L_CoPO = −log σ(β[(π(y_w|m) − π_ref(y_w|m)) − (π(y_w|m') − π_ref(y_w|m'))]), m' the corrupted image;
     L_AncPO = −log σ(β(π(y_w|m) − π_ref(y_w|m))), anchor δ = 0.
@@ -148,7 +153,8 @@ def mdpo_loss(logps: PairLogps, chosen_corrupted: torch.Tensor, ref_chosen_corru
     corrupted_ratio = chosen_corrupted - ref_chosen_corrupted
     conditional = -F.logsigmoid(beta * (chosen_ratio - corrupted_ratio))
     anchor = -F.logsigmoid(beta * chosen_ratio)
-    return PreferenceLoss(base.losses + conditional + anchor, base.chosen_rewards, base.rejected_rewards)
+    losses = base.losses + conditional + anchor + sft_weight * -logps.chosen
+    return PreferenceLoss(losses, base.chosen_rewards, base.rejected_rewards)
 
 
 def metrics(out: PreferenceLoss, logps: PairLogps, prefix: str = "") -> dict[str, float]:

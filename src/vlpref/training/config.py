@@ -41,7 +41,7 @@ READ_UNDER: dict[str, tuple[str, tuple[object, ...]]] = {
     "loss_type": ("objective", ("dpo",)),  # POVID and mDPO are built on sigmoid DPO as their papers define it
     "label_smoothing": ("objective", ("dpo",)),
     "length_normalized": ("objective", ("dpo",)),
-    "sft_weight": ("objective", ("dpo",)),  # SFT methods are all NLL already
+    "sft_weight": ("method", ("dpo",)),  # every preference objective takes it; SFT methods are all NLL already
     "lora": ("finetune", ("lora",)),
     "merge_lora": ("finetune", ("lora",)),
     "projector_lr": ("freeze_projector", (False,)),

@@ -118,12 +118,12 @@ def _dpo(config, pair: PairLogps, policy: dict, ref: dict) -> tuple[PreferenceLo
 
 def _povid(config, pair: PairLogps, policy: dict, ref: dict) -> tuple[PreferenceLoss, Metrics]:
     noise = PairLogps(policy["chosen"], policy["noise"], ref["chosen"], ref["noise"])
-    out, noise_side = povid_loss(pair, noise, config.beta)
+    out, noise_side = povid_loss(pair, noise, config.beta, config.sft_weight)
     return out, {**metrics(out, pair), **metrics(noise_side, noise, prefix="noise/")}
 
 
 def _mdpo(config, pair: PairLogps, policy: dict, ref: dict) -> tuple[PreferenceLoss, Metrics]:
-    out = mdpo_loss(pair, policy["corrupted"], ref["corrupted"], config.beta)
+    out = mdpo_loss(pair, policy["corrupted"], ref["corrupted"], config.beta, config.sft_weight)
     return out, metrics(out, pair)
 
 
