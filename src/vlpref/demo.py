@@ -100,8 +100,8 @@ class DemoConfig(StrictModel):
     eval_batch_size: int = Field(default=128, ge=1)
     # Every row trains the same number of steps, whatever the size of its paper's data: a fair comparison needs
     # the same budget. Chosen on development seeds 0 and 1 for the whole family (docs/world.md, "Choosing the demo's
-    # settings"): 150 steps moved nothing; at 600, plain DPO's chosen log-probs fell from -16 to -57 and its model
-    # stopped naming objects (likelihood displacement) unless an NLL term on the chosen answer held them.
+    # settings"): 150 steps moved nothing; with more steps plain DPO's chosen log-probs fell (-16 to -57) and its
+    # model stopped naming objects (likelihood displacement) unless an NLL term on the chosen answer held them.
     train: dict[str, Any] = Field(default_factory=lambda: {"max_steps": 600},
                                   description="training settings for every row, over each recipe's own")
     preference_train: dict[str, Any] = Field(
