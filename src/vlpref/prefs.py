@@ -36,8 +36,8 @@ class DataRecipe(StrictModel):
     pairs: PairsConfig
 
 
-def world_prompts(out: Path, images: int, seed: int, tasks: tuple[str, ...] = ("describe", "open", "pope", "qa")
-                  ) -> Path:
+def world_prompts(out: Path, images: int, seed: int,
+                  tasks: tuple[str, ...] = ("describe", "open", "pope", "qa", "relation")) -> Path:
     """The shapes world's prefs split (`images` scenes, these task types), built once under out/prompts."""
     from vlpref.world.tasks import build_split
 

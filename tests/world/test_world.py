@@ -70,6 +70,17 @@ def test_tasks_and_vocabulary(tmp_path):
         assert (p.meta["category"] in present) == (p.meta["label"] == "yes")
 
 
+def test_qa_and_relation_are_chosen_apart_and_the_rest_does_not_change(tmp_path):
+    every = build_split(tmp_path / "all", "prefs", images=30)
+    qa = build_split(tmp_path / "qa", "prefs", images=30, tasks=("describe", "open", "pope", "qa"))
+    relation = build_split(tmp_path / "rel", "prefs", images=30, tasks=("describe", "open", "pope", "relation"))
+    assert {p.meta["task"] for p in qa} == {"describe", "open", "pope", "color", "size", "count", "position"}
+    assert {p.meta["task"] for p in relation} == {"describe", "open", "pope", "relation"}
+    # leaving one of the two out leaves every other prompt as it was (the scene's draws do not depend on the choice)
+    assert [p for p in every if p.meta["task"] != "relation"] == qa
+    assert [p for p in every if p.meta["task"] not in ("color", "size", "count", "position")] == relation
+
+
 def test_adversarial_negatives_are_partners():
     import random
 

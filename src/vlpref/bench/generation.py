@@ -40,7 +40,7 @@ def bench_sample(model: str = "world:world-base", prompts: int = 64, batch_size:
     from vlpref.world.tasks import build_split
 
     with tempfile.TemporaryDirectory() as tmp:
-        build_split(tmp, "prefs", max(1, prompts // 4), tasks=("describe", "open", "qa"))
+        build_split(tmp, "prefs", max(1, prompts // 4), tasks=("describe", "open", "qa", "relation"))
         records = read_records(tmp)[:prompts]
         chats = [Chat.from_prompt(p, tmp) for p in records]
     vlm = VLM.load(resolve_model(model), dtype=dtype, device=device)
@@ -123,7 +123,7 @@ def bench_judge(prompts: int = 128, latency_s: float = 1.0, concurrency: int = 1
 
     with tempfile.TemporaryDirectory() as tmp, latency_server(latency_s) as url:
         root = Path(tmp)
-        build_split(root / "prompts", "prefs", max(1, prompts // 8), tasks=("describe", "qa"))
+        build_split(root / "prompts", "prefs", max(1, prompts // 8), tasks=("describe", "qa", "relation"))
         chosen = read_records(root / "prompts")[:prompts]
         cands = [Candidate(id=f"{p.id}/m/{i}", prompt_id=p.id, model_id="m", text=f"answer {i}")
                  for p in chosen for i in range(4)]

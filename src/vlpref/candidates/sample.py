@@ -98,8 +98,8 @@ class SampleConfig(StrictModel):
     recipe: Literal["sample"] = "sample"
     prompts: str | None = Field(default=None, description="prompts dataset folder; none: the world's prefs split")
     world_images: int = Field(default=10, ge=1, description="scenes of the world prefs split, when prompts is none")
-    world_tasks: list[Literal["describe", "open", "pope", "qa"]] = Field(
-        default_factory=lambda: ["describe", "open", "pope", "qa"],
+    world_tasks: list[Literal["describe", "open", "pope", "qa", "relation"]] = Field(
+        default_factory=lambda: ["describe", "open", "pope", "qa", "relation"],
         description="the world prefs split's tasks, when prompts is none (a paper's prompt mix, e.g. SeVa: no "
                     "yes/no questions)")
     pool: list[PoolMember] = Field(default_factory=lambda: [PoolMember()], min_length=1)

@@ -16,18 +16,19 @@ def world_generate(
     out: Annotated[Path, typer.Option(help="dataset folder to write (records.jsonl + images/)")],
     split: Annotated[str, typer.Option(help="sft | prefs | eval (disjoint scene seeds)")] = "eval",
     images: Annotated[int, typer.Option(help="number of scenes")] = 500,
-    tasks: Annotated[str, typer.Option(help="comma-separated: describe, open, pope, qa")] = "describe,open,pope,qa",
+    tasks: Annotated[str, typer.Option(help="comma-separated: describe, open, pope, qa (attribute and count "
+                                            "questions), relation (yes/no)")] = "describe,open,pope,qa,relation",
     seed: int = 0,
 ):
     """Render scenes and write their task prompts with reference answers and scene graphs."""
-    from vlpref.world.tasks import SPLIT_SEEDS, build_split
+    from vlpref.world.tasks import SPLIT_SEEDS, TASK_GROUPS, build_split
 
     if split not in SPLIT_SEEDS:
         raise VlprefError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_SEEDS)}")
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())
-    unknown = set(chosen) - {"describe", "open", "pope", "qa"}
+    unknown = set(chosen) - set(TASK_GROUPS)
     if unknown:
-        raise VlprefError(f"unknown task(s) {', '.join(sorted(unknown))}; choose from describe, open, pope, qa")
+        raise VlprefError(f"unknown task(s) {', '.join(sorted(unknown))}; choose from {', '.join(TASK_GROUPS)}")
     prompts = build_split(out, split, images, tasks=chosen, seed=seed)
     console.print(f"[green]wrote {len(prompts)} prompts over {images} scenes[/] to {out}")
 

@@ -11,7 +11,7 @@ Task types (`meta["task"]`):
 - `pope`: "Is there a {category} in the image?" -> Yes/No, with POPE's negatives: `random` (any absent category),
   `popular` (the most frequent absent categories), `adversarial` (absent categories that co-occur most with the
   present ones, i.e. their partners), balanced with positives as POPE does;
-- `color`, `size`, `count`, `position`: attribute questions about a present category;
+- `color`, `size`, `count`, `position`: attribute questions about a present category (chosen together as `qa`);
 - `relation`: "Is the {a} left of / above / next to the {b}?" -> Yes/No;
 - `open`: "What is in the image? Explain what you see." -> a summary plus the caption, judged for helpfulness.
 
@@ -45,6 +45,9 @@ from vlpref.world.scenes import (
 
 # Disjoint scene seeds per split: evaluation scenes never appear in any training split.
 SPLIT_SEEDS = {"sft": 1, "prefs": 2, "eval": 3}
+# What a split can ask, as `build_split`'s `tasks` choose it: `qa` is the attribute and count questions (short open
+# answers), `relation` the yes/no relation questions (apart, since a paper's prompt mix may have no yes/no questions).
+TASK_GROUPS = ("describe", "open", "pope", "qa", "relation")
 RELATIONS = ("left of", "above", "next to")
 DESCRIBE_PROMPTS = ("Describe the image in detail.", "What do you see in the picture? Describe it.")
 OPEN_PROMPT = "What is in the image? Explain what you see."
@@ -187,9 +190,11 @@ def scene_prompts(scene: Scene, config: WorldConfig, popular: list[str], tasks: 
         for i, item in enumerate(pope_items(asked, config, popular, rng, visible_only=training)):
             out.append(prompt(f"pope{i}", f"Is there a {item['category']} in the image?",
                               "Yes." if item["label"] == "yes" else "No.", {"task": "pope", **item}))
-    if "qa" in tasks:
+    if "qa" in tasks or "relation" in tasks:
+        # drawn whole whichever are kept, so the scene's other prompts do not depend on the choice
         for i, (question, answer, fields) in enumerate(_qa(asked, rng)):
-            out.append(prompt(f"qa{i}", question, answer, fields))
+            if ("relation" if fields["task"] == "relation" else "qa") in tasks:
+                out.append(prompt(f"qa{i}", question, answer, fields))
     return out
 
 
@@ -198,7 +203,7 @@ def build_split(
     split: str,
     images: int,
     config: WorldConfig | None = None,
-    tasks: tuple[str, ...] = ("describe", "open", "pope", "qa"),
+    tasks: tuple[str, ...] = TASK_GROUPS,
     seed: int = 0,
 ) -> list[Prompt]:
     """Render `images` scenes of `split` into a dataset folder with every requested task; returns the prompts."""
