@@ -66,6 +66,25 @@ def test_a_changed_setting_redoes_what_depends_on_it(tmp_path):
     assert "train, POVID stage 1" in said and "train, POVID stage 2" in said  # stage 2 starts from stage 1
     assert "train, SFT" not in said and "evaluate, SFT" not in said
     assert "evaluate, POVID stage 1" in said
+    # an edited data recipe makes that paper's data afresh (its journals alone would keep the old pairs) and
+    # retrains the rows trained on it
+    import shutil
+    from pathlib import Path
+
+    import vlpref as package
+
+    recipes = tmp_path / "recipes"
+    shutil.copytree(Path(package.__file__).parents[2] / "recipes", recipes)
+    data_recipe = recipes / "li_lin_pei" / "data_world.yaml"
+    data_recipe.write_text(data_recipe.read_text().replace("  world_images: 10\n",
+                                                           "  world_images: 10\n  world_tasks: [describe]\n"))
+    prompts = json.loads((tmp_path / "demo" / "data.json").read_text())["0"]["li_lin_pei"]["prompts"]
+    quick.write_text(yaml.safe_dump({**{k: settings[k] for k in ("rows", "row_train")}, "recipes": str(recipes)}))
+    third = vlpref("demo", "--quick", "--config", str(quick), "--out", str(tmp_path / "demo"))
+    assert third.returncode == 0, third.stderr[-3000:]
+    said = " ".join((third.stdout + third.stderr).split())
+    assert json.loads((tmp_path / "demo" / "data.json").read_text())["0"]["li_lin_pei"]["prompts"] < prompts
+    assert "train, SFT" in said and "train, POVID" not in said
 
 
 def test_seeds_are_a_count_or_a_list():

@@ -171,7 +171,10 @@ def recipes_dir(config: DemoConfig) -> Path:
 
 
 # -- the stages -------------------------------------------------------------------------------------------------
-def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Path, log) -> None:
+def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Path, log) -> dict:
+    """Run `paper`'s world data recipe into `out`; returns the resolved recipe. Data made with another recipe (an
+    edited data_world.yaml, other sizes) is made afresh: the stages' journals key requests by prompt, not by the
+    settings that made the prompts, so resuming would silently keep the old data."""
     from vlpref.pairs.build import READS
     from vlpref.prefs import DataRecipe, run_recipe
 
@@ -183,7 +186,14 @@ def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Pa
     reads = READS[recipe.pairs.strategy]  # only what this strategy reads (others are refused)
     recipe = recipe.model_copy(update={"pairs": recipe.pairs.model_copy(update={
         k: v for k, v in (("world_images", config.world_images[paper]), ("seed", seed)) if k in reads})})
+    settings = json.loads(recipe.model_dump_json())
+    marker = out.parent / f"{out.name}.json"
+    if out.exists() and (not marker.is_file() or json.loads(marker.read_text()) != settings):
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(settings))  # before running: a resumed run is checked against it
     run_recipe(recipe, out, log=log)
+    return settings
 
 
 def train_config(row: Row, data: Path, model: str, config: DemoConfig, seed: int, recipes: Path):
@@ -239,10 +249,11 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
     rows = [r for r in ROWS if r.name in config.rows]
     seconds: dict[str, float] = {}
     data: dict[str, dict] = {}  # per paper: prompts, pairs, and the pairs' own figures (SeVa: degenerate share)
+    made_with: dict[str, dict] = {}  # per paper: the data recipe its data was made with
     for paper in sorted({r.paper for r in rows if r.paper}, key=PAPERS.index):
         began = time.perf_counter()
         say(f"seed {seed}: data, {paper}")
-        build_data(paper, out / "data" / paper, config, seed, recipes, log)
+        made_with[paper] = build_data(paper, out / "data" / paper, config, seed, recipes, log)
         seconds[f"data/{paper}"] = time.perf_counter() - began
         data[paper] = data_figures(out / "data" / paper)
     (out / "data.json").write_text(json.dumps(data, indent=2))
@@ -264,7 +275,8 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
             start = models[row.start] if row.start else models["base"]
             cfg = train_config(row, out / "data" / row.paper / row.data, start, config, seed, recipes)
             # the settings and the starting model's own record (POVID stage 2 starts from stage 1's model)
-            settings = {"config": json.loads(cfg.model_dump_json()), "start": made_of.get(row.start or "base")}
+            settings = {"config": json.loads(cfg.model_dump_json()), "start": made_of.get(row.start or "base"),
+                        "data": made_with[row.paper]}  # new data (same folder) trains afresh
             marker = run / "demo.json"
             if marker.is_file() and json.loads(marker.read_text()) != settings:
                 shutil.rmtree(run)  # made with other settings: train afresh
