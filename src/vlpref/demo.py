@@ -188,7 +188,7 @@ def build_data(paper: str, out: Path, config: DemoConfig, seed: int, recipes: Pa
         k: v for k, v in (("world_images", config.world_images[paper]), ("seed", seed)) if k in reads})})
     settings = json.loads(recipe.model_dump_json())
     marker = out.parent / f"{out.name}.json"
-    if out.exists() and (not marker.is_file() or json.loads(marker.read_text()) != settings):
+    if out.exists() and not _made_with(marker, settings):
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(settings))  # before running: a resumed run is checked against it
@@ -235,9 +235,14 @@ def data_figures(folder: Path) -> dict:
     return figures | ({"rejected_degenerate": meta["rejected_degenerate"]} if "rejected_degenerate" in meta else {})
 
 
+def _made_with(marker: Path, settings: dict) -> bool:
+    """Whether `marker` records exactly `settings` (what a cached stage was made with)."""
+    return marker.is_file() and json.loads(marker.read_text()) == settings
+
+
 def _stale(made: Path, marker: Path, settings: dict) -> bool:
     """Whether `made` is missing or was made with other `settings` than `marker` records."""
-    return not made.is_file() or not marker.is_file() or json.loads(marker.read_text()) != settings
+    return not made.is_file() or not _made_with(marker, settings)
 
 
 def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> tuple[list[dict], dict]:
@@ -278,7 +283,7 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
             settings = {"config": json.loads(cfg.model_dump_json()), "start": made_of.get(row.start or "base"),
                         "data": made_with[row.paper]}  # new data (same folder) trains afresh
             marker = run / "demo.json"
-            if marker.is_file() and json.loads(marker.read_text()) != settings:
+            if marker.is_file() and not _made_with(marker, settings):
                 shutil.rmtree(run)  # made with other settings: train afresh
             if not (run / "summary.json").is_file():  # unfinished (the trainer resumes it) or not started
                 began = time.perf_counter()

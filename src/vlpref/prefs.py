@@ -36,14 +36,14 @@ class DataRecipe(StrictModel):
     pairs: PairsConfig
 
 
-def world_prompts(out: Path, images: int, seed: int,
-                  tasks: tuple[str, ...] = ("describe", "open", "pope", "qa", "relation")) -> Path:
-    """The shapes world's prefs split (`images` scenes, these task types), built once under out/prompts."""
-    from vlpref.world.tasks import build_split
+def world_prompts(out: Path, images: int, seed: int, tasks: tuple[str, ...] | None = None) -> Path:
+    """The shapes world's prefs split (`images` scenes, these task types; default every one), built once under
+    out/prompts."""
+    from vlpref.world.tasks import TASK_GROUPS, build_split
 
     root = Path(out) / "prompts"
     if not (root / "records.jsonl").is_file():
-        build_split(root, "prefs", images, tasks=tuple(tasks), seed=seed)
+        build_split(root, "prefs", images, tasks=tasks or TASK_GROUPS, seed=seed)
     return root
 
 

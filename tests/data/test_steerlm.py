@@ -71,7 +71,8 @@ def test_world_steering_is_for_every_question_or_per_task():
     per_task = steer_targets(f"describe={four}; pope={low}")
     assert per_task["describe"] == TOP and per_task["pope"]["Verbosity"] == 1
     assert steer_targets(steer_spec(per_task)) == per_task and steer_spec(TOP) == four
-    for bad, message in ((f"count={four}", "unknown task 'count'"), (f"pope={four};pope={low}", "'pope' is given twice"),
+    for bad, message in ((f"count={four}", "unknown task 'count'"),
+                         (f"pope={four};pope={low}", "'pope' is given twice"),
                          (f"{four};pope={low}", "not both"), ("pope=Helpfulness:4", "missing Correctness")):
         with pytest.raises(VlprefError, match=message):
             steer_targets(bad)

@@ -13,7 +13,8 @@ attribute values, in every question or per task (`steer_targets`). Results (`vlp
 world-POPE accuracy/F1/yes-ratio per split (random, popular, adversarial), CHAIR_s and CHAIR_i over descriptions,
 attribute / count / position / relation hallucination, coverage, and the oracle judge's helpfulness and
 faithfulness (1-5). OUT/items.jsonl holds each question for `vlpref view`: a description's hallucinated and missed
-facts and ratings, a yes/no answer's verdict. This is the one module under `vlpref.evaluation` that imports `vlpref.world`.
+facts and ratings, a yes/no answer's verdict. This is the one module under `vlpref.evaluation` that imports
+`vlpref.world`.
 """
 
 from __future__ import annotations
