@@ -32,7 +32,6 @@ from PIL import Image
 from transformers import (
     AutoImageProcessor,
     AutoModelForImageTextToText,
-    AutoProcessor,
     AutoTokenizer,
     GenerationConfig,
     LogitsProcessor,
@@ -105,21 +104,27 @@ def to_messages(turns: list[Turn]) -> list[dict[str, Any]]:
     return messages
 
 
-def _torchvision_available() -> bool:
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _video_config(image_processor) -> dict | None:
+    """The video processor config transformers' own loader wants where torchvision is installed, from the image
+    processor's: same sizes, patching and normalisation (transformers infers it the same way from a legacy
+    preprocessor_config.json). None where transformers has no video processor of that name."""
+    import transformers
+
+    config = image_processor.to_dict()
+    name = config.pop("image_processor_type", type(image_processor).__name__)
+    name = name.removesuffix("Pil").replace("ImageProcessor", "VideoProcessor")
+    if not hasattr(transformers, name):  # dummy classes stand in where torchvision is missing, so this is portable
+        return None
+    return {**config, "video_processor_type": name}
 
 
 def without_video(cls):
     """`cls` (a processor class) minus its video processor, under the same class name.
 
     transformers' video processors import torchvision, and Qwen2-VL's and SmolVLM's processors require one even for
-    image-only use. vlpref never passes videos, so on machines without torchvision (every CPU-only box here) the
-    processor is built without it instead of failing. The class name is kept so that `save_pretrained` writes the
-    real `processor_class`, which machines with torchvision load as usual.
+    image-only use. vlpref never passes videos, so the processor is built without one on every machine, torchvision
+    or not. The class name is kept, and the saved processor_config.json holds a video processor config derived from
+    the image processor's, so that plain `AutoProcessor` loads the folder where torchvision is installed.
     """
     attributes = [a for a in cls.get_attributes() if a != "video_processor"]
 
@@ -128,33 +133,60 @@ def without_video(cls):
         kwargs.setdefault("video_processor", None)  # some processors take it as a required argument
         cls.__init__(self, *args, **kwargs)
 
-    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda c: attributes), "__init__": __init__})
+    def to_dict(self) -> dict[str, Any]:
+        out = cls.to_dict(self)
+        video = _video_config(self.image_processor)
+        if video is not None:
+            out["video_processor"] = video
+        return out
+
+    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda c: attributes), "__init__": __init__,
+                                        "to_dict": to_dict})
+
+
+def _processor_class(name_or_path: str, **kwargs):
+    """The processor class a checkpoint names (processor, image processor or tokenizer config, as transformers looks
+    them up), else the default one of its model type."""
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES, processor_class_from_name
+    from transformers.utils import cached_file
+
+    for filename in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        path = cached_file(name_or_path, filename, _raise_exceptions_for_missing_entries=False, **kwargs)
+        if path is None:
+            continue
+        with open(path, encoding="utf-8") as f:
+            name = json.load(f).get("processor_class")
+        if name and (cls := processor_class_from_name(name)) is not None:
+            return cls
+    model_type = AutoConfig.from_pretrained(name_or_path, **kwargs).model_type
+    return processor_class_from_name(PROCESSOR_MAPPING_NAMES[model_type])
 
 
 def load_processor(name_or_path: str, **kwargs):
-    """AutoProcessor; where it fails for want of torchvision's video processor, the processor rebuilt without it."""
-    try:
-        return AutoProcessor.from_pretrained(name_or_path, **kwargs)
-    except (OSError, ImportError, AttributeError, TypeError, ValueError) as error:
-        if _torchvision_available():
-            raise
-        failure = error
-    from transformers.models.auto.processing_auto import processor_class_from_name
+    """The checkpoint's processor for images and text, built the same way whatever is installed.
+
+    transformers' `AutoProcessor` depends on the machine: with torchvision it picks torchvision image processors and
+    loads a video processor (failing on folders saved without torchvision, which have no video processor config);
+    without it, Qwen2-VL's and SmolVLM's processors cannot be built at all. Here the image processor is always the
+    PIL one, so a model sees the same pixels on every machine, and there is never a video processor (`without_video`).
+    """
+    cls = _processor_class(name_or_path, **kwargs)
+    image_processor = AutoImageProcessor.from_pretrained(name_or_path, backend="pil", **kwargs)
+    if "video_processor" not in cls.get_attributes():
+        return cls.from_pretrained(name_or_path, image_processor=image_processor, **kwargs)
     from transformers.utils import cached_file
 
-    with open(cached_file(name_or_path, "processor_config.json", **kwargs), encoding="utf-8") as f:
-        config = json.load(f)
-    cls = processor_class_from_name(config.get("processor_class", ""))
-    if cls is None or "video_processor" not in cls.get_attributes():
-        raise failure
+    # Built directly: `from_pretrained` reads the accepted arguments from `__init__`'s code, which the wrapper hides.
+    path = cached_file(name_or_path, "processor_config.json", _raise_exceptions_for_missing_entries=False, **kwargs)
+    config = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     extra = {k: v for k, v in config.items() if k not in ("processor_class", "image_processor", "video_processor")}
-    return without_video(cls)(
-        image_processor=AutoImageProcessor.from_pretrained(name_or_path, **kwargs),
-        tokenizer=tokenizer,
-        chat_template=tokenizer.chat_template,
-        **extra,
-    )
+    return without_video(cls)(image_processor=image_processor, tokenizer=tokenizer,
+                              chat_template=tokenizer.chat_template, **extra)
 
 
 class PerRowSampler(LogitsProcessor):
