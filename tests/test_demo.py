@@ -114,3 +114,26 @@ def test_paired_differences_are_taken_seed_by_seed():
     seva = rows[1]
     assert seva["chair_i"] == pytest.approx(0.115) and seva["chair_i_diff"] == pytest.approx(-0.035)
     assert seva["chair_i_diff_std"] == pytest.approx(0.0212132, abs=1e-6) and seva["coverage_diff"] == 0
+
+
+def test_console_tables_fit_80_columns():
+    """Every demo row, with mean ± std and paired differences, fits an 80-column terminal: no header or cell cut to
+    '…' (the one wide table once showed 'CHAIR…' and 'help…'), and every method name and metric is shown."""
+    import io
+
+    from rich.console import Console
+
+    from vlpref.demo import console_tables, summarize
+
+    results = [{"method": method, "label": method, "seed": seed, **dict.fromkeys(METRICS, 0.123456),
+                "chair_i": 0.1 + seed / 100, "helpfulness": 3.21}
+               for method in (row.name for row in ROWS) for seed in (5, 6, 7)]
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, color_system=None)
+    tables = console_tables(summarize(results))
+    for table in tables:
+        console.print(table)
+    text = buffer.getvalue()
+    assert "…" not in text and max(map(len, text.splitlines())) <= 80
+    assert "steerlm-in-range" in text and "0.123±.000" in text and "+0.000±.000" in text
+    assert sum(len(table.columns) - 1 for table in tables) == 2 * len(METRICS)

@@ -349,6 +349,38 @@ def _cell(row: dict, key: str, suffix: str = "") -> str:
     return value + (f" ± {row[f'{key}{suffix}_std']:.{digits}f}" if f"{key}{suffix}_std" in row else "")
 
 
+# The console tables: metric groups of at most four columns and "0.070±.002" cells, so that a table fits an
+# 80-column terminal without rich cutting headers to "CHAIR…" (results.md keeps one wide table).
+CONSOLE_GROUPS = (("POPE F1", METRICS[:3], ("random", "popular", "advers.")),
+                  ("CHAIR, lower is better", METRICS[3:7], ("CHAIR_s", "CHAIR_i", "i:present", "i:absent")),
+                  ("coverage and the oracle's 1-5 ratings", METRICS[7:], ("coverage", "helpful", "faithful")))
+
+
+def _short_cell(row: dict, key: str, suffix: str = "") -> str:
+    if f"{key}{suffix}" not in row:
+        return "–"
+    digits = 2 if key in ("helpfulness", "faithfulness") else 3
+    value = f"{row[f'{key}{suffix}']:{'+' if suffix else ''}.{digits}f}"
+    std = row.get(f"{key}{suffix}_std")
+    return value + (f"±{std:.{digits}f}".replace("±0.", "±.") if std is not None else "")
+
+
+def console_tables(summary: list[dict]) -> list[Table]:
+    """Values, then paired differences from the base, each as one narrow table per metric group."""
+    tables = []
+    for kind, suffix in (("values", ""), ("difference from the base, paired by seed", "_diff")):
+        for group, keys, headers in CONSOLE_GROUPS:
+            table = Table(title=f"{group}: {kind}")
+            table.add_column("method")
+            for header in headers:
+                table.add_column(header, justify="right")
+            for row in summary:  # short names here; results.md has the labels
+                if not (suffix and row["method"] == "base"):
+                    table.add_row(row["method"], *(_short_cell(row, k, suffix) for k in keys))
+            tables.append(table)
+    return tables
+
+
 def markdown(summary: list[dict]) -> str:
     head = ["| method | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
     values = [f"| {row['label']} | " + " | ".join(_cell(row, k) for k in METRICS) + " |" for row in summary]
@@ -437,16 +469,9 @@ def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None
     (out / "results-per-seed.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown(summary))
     plot(summary, out)
-    seeds = ", ".join(map(str, config.seeds))
-    for title, suffix in (("values", ""), ("difference from the base, paired by seed", "_diff")):
-        table = Table(title=f"shapes world, seed(s) {seeds}, {config.eval_images} held-out scenes: {title}")
-        table.add_column("method")
-        for header in HEADERS:
-            table.add_column(header, justify="right")
-        for row in summary:  # short names here; results.md has the labels
-            if suffix and row["method"] == "base":
-                continue
-            table.add_row(row["method"], *(_cell(row, k, suffix) for k in METRICS))
+    console.print(f"shapes world, seed(s) {', '.join(map(str, config.seeds))}, {config.eval_images} held-out scenes"
+                  f"{', mean±std over seeds' if len(config.seeds) > 1 else ''}:")
+    for table in console_tables(summary):
         console.print(table)
     for paper in PAPERS:
         figures = [data[str(seed)][paper] for seed in config.seeds if paper in data[str(seed)]]
