@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import time
 
+import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from vlpref.data.schema import DecodingParams
-from vlpref.models.remote import Completion, Failure, RemoteChat, RemoteEndpoint
+from vlpref.models.remote import Completion, Failure, RemoteChat, RemoteEndpoint, shown_url
 from vlpref.serve import serve_in_thread
 
 OK = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
@@ -29,6 +31,8 @@ def flaky_app(script: list):
             return JSONResponse({"error": {"message": "slow down"}}, status_code=429, headers={"Retry-After": "1"})
         if kind == "503":
             return JSONResponse({"error": {"message": "overloaded"}}, status_code=503)
+        if kind == "503-final":  # the server says a retry will not help
+            return JSONResponse({"error": {"message": "gone"}}, status_code=503, headers={"x-should-retry": "false"})
         if kind == "garbage":
             return PlainTextResponse("<html>gateway</html>", status_code=200)
         return OK
@@ -36,9 +40,10 @@ def flaky_app(script: list):
     return app
 
 
-def ask(url: str, retries: int = 3):
+def ask(url: str, retries: int = 3, log=None):
     endpoint = RemoteEndpoint(base_url=url, model="m", api_key_env=None, max_retries=retries)
-    return RemoteChat(endpoint).run([[{"role": "user", "content": "hi"}]], [DecodingParams(max_new_tokens=4)])[0]
+    return RemoteChat(endpoint, log=log).run([[{"role": "user", "content": "hi"}]],
+                                             [DecodingParams(max_new_tokens=4)])[0]
 
 
 def test_429_waits_for_retry_after_then_succeeds():
@@ -73,3 +78,44 @@ def test_a_json_body_that_does_not_parse_is_a_failure_not_a_crash():
     with serve_in_thread(app) as url:
         result = ask(url, retries=0)
     assert isinstance(result, Failure) and result.reason.startswith("malformed response")
+
+
+def test_retries_are_reported_naming_the_url():
+    """The openai client's own retries were silent: a run against a struggling endpoint showed nothing for minutes."""
+    lines = []
+    with serve_in_thread(flaky_app(["503"])) as url:
+        result = ask(url, log=lines.append)
+    assert isinstance(result, Completion)
+    assert len(lines) == 1
+    assert re.fullmatch(rf"endpoint {re.escape(url)}: request 1 failed \(HTTP 503: overloaded\); retry 1 of 3 in "
+                        r"0\.\d s", lines[0]), lines[0]
+
+
+def test_retry_lines_go_to_stderr_by_default(capsys):
+    with serve_in_thread(flaky_app(["503"])) as url:
+        assert isinstance(ask(url), Completion)
+    captured = capsys.readouterr()
+    assert f"endpoint {url}: request 1 failed (HTTP 503: overloaded); retry 1 of 3" in captured.err
+    assert captured.out == ""
+
+
+def test_failures_name_the_url_and_the_retries():
+    with serve_in_thread(flaky_app(["503"] * 10)) as url:
+        result = ask(url, retries=2, log=lambda line: None)
+    assert result.reason == f"HTTP 503: overloaded (endpoint {url}, after 2 retries)"
+    with serve_in_thread(flaky_app(["503-final"])) as url:  # x-should-retry: false is honoured
+        result = ask(url, retries=2, log=pytest.fail)
+    assert result.reason == f"HTTP 503: gone (endpoint {url})"
+
+
+def test_unreachable_endpoint_fails_with_its_url():
+    with serve_in_thread(flaky_app([])) as url:
+        pass  # the server is gone: nothing listens on its port now
+    result = ask(url, retries=0)
+    assert isinstance(result, Failure) and result.reason.startswith("APIConnectionError")
+    assert result.reason.endswith(f"(endpoint {url})")
+
+
+def test_shown_url_drops_credentials():
+    assert shown_url("https://user:secret@api.example.com:8443/v1?key=abc") == "https://api.example.com:8443/v1"
+    assert shown_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"

@@ -3,11 +3,13 @@
     >>> endpoint = RemoteEndpoint(base_url="http://127.0.0.1:8000/v1", model="world-base")
     >>> results = RemoteChat(endpoint).run([messages_1, messages_2], [params, params])
 
-Requests run concurrently (asyncio, at most `concurrency` in flight). Transport faults are retried by the `openai`
-client itself: connection errors, timeouts, 408/409/429 and 5xx, with exponential backoff and jitter, honouring
-Retry-After. What still fails after `max_retries` comes back as a `Failure` with its reason: the caller journals
-it and a later run retries it. A result is handed to `on_done` the moment it arrives, so it can be journalled
-before the next one lands.
+Requests run concurrently (asyncio, at most `concurrency` in flight). Transport faults are retried here, as the
+`openai` client would (connection errors, timeouts, 408/409/429 and 5xx, exponential backoff with jitter, honouring
+Retry-After), but visibly: each retry is a line naming the endpoint's URL, the request and the reason (at most one
+line every few seconds, with a count of the retries in between), where the client's own retries were silent.
+What still fails after `max_retries` comes back as a `Failure` whose reason names the URL: the caller journals it
+and a later run retries it. A result is handed to `on_done` the moment it arrives, so it can be journalled before
+the next one lands.
 
 The API key is read from the environment variable `api_key_env` or from `api_key_file`, at the moment the client
 is made; it is never stored on a config, written to a journal or output, or put in a log line.
@@ -16,10 +18,16 @@ is made; it is never stored on a config, written to a journal or output, or put 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import os
+import random
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
@@ -84,39 +92,66 @@ def request_args(params: DecodingParams) -> dict[str, Any]:
     return args
 
 
+RETRY_LOG_EVERY_S = 5.0  # a dead endpoint fails every request fast: one retry line per request would flood
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 class RemoteChat:
-    def __init__(self, endpoint: RemoteEndpoint):
+    """`log` gets the retry lines (default: standard error, so they never mix with a command's output)."""
+
+    def __init__(self, endpoint: RemoteEndpoint, log: Callable[[str], None] | None = None):
         self.endpoint = endpoint
+        self.url = shown_url(endpoint.base_url)
+        self.log = log or _stderr
+        self._last_line = float("-inf")
+        self._unlogged = 0
 
     def _client(self):
         from openai import AsyncOpenAI
 
         e = self.endpoint
-        return AsyncOpenAI(base_url=e.base_url, api_key=e.api_key(), timeout=e.timeout_s, max_retries=e.max_retries)
+        # max_retries=0: the retries are ours (`_one`), so that each one can be reported
+        return AsyncOpenAI(base_url=e.base_url, api_key=e.api_key(), timeout=e.timeout_s, max_retries=0)
 
-    async def _one(self, client, semaphore, messages, params: DecodingParams, extra: dict[str, Any]):
-        import openai
+    def _retrying(self, request: int, reason: str, retry: int, wait: float) -> None:
+        now = time.monotonic()
+        if now - self._last_line < RETRY_LOG_EVERY_S:
+            self._unlogged += 1
+            return
+        more = f" ({self._unlogged} more retries since the last line)" if self._unlogged else ""
+        self.log(f"endpoint {self.url}: request {request + 1} failed ({reason}); "
+                 f"retry {retry} of {self.endpoint.max_retries} in {wait:.1f} s{more}")
+        self._last_line, self._unlogged = now, 0
 
+    async def _one(self, client, semaphore, index: int, messages, params: DecodingParams, extra: dict[str, Any]):
         async with semaphore:
             if callable(messages):  # built only now: a run of 80k image prompts never holds them all in memory
                 messages = messages()
-            try:
-                response = await client.chat.completions.create(
-                    model=self.endpoint.model, messages=messages, **request_args(params), **extra)
-            except openai.APIStatusError as error:
-                return Failure(redact(f"HTTP {error.status_code}: {_message(error)}", client.api_key))
-            except (openai.APIConnectionError, openai.APITimeoutError) as error:
-                return Failure(redact(f"{type(error).__name__}: {error}", client.api_key))
-            except openai.OpenAIError as error:
-                return Failure(redact(f"{type(error).__name__}: {error}", client.api_key))
-            except ValueError as error:  # a 200 whose JSON body does not parse: the client raises, not returns
-                return Failure(redact(f"malformed response: {type(error).__name__}: {error}", client.api_key))
+            for retry in range(self.endpoint.max_retries + 1):
+                try:
+                    response = await client.chat.completions.create(
+                        model=self.endpoint.model, messages=messages, **request_args(params), **extra)
+                    break
+                except Exception as error:
+                    reason = _reason(error)
+                    if reason is None:
+                        raise
+                    if retry < self.endpoint.max_retries and _retryable(error):
+                        wait = _backoff(retry, error)
+                        self._retrying(index, redact(reason, client.api_key), retry + 1, wait)
+                        await asyncio.sleep(wait)
+                        continue
+                    tried = f", after {retry} retries" if retry else ""
+                    return Failure(redact(f"{reason} (endpoint {self.url}{tried})", client.api_key))
         if not getattr(response, "choices", None):
-            return Failure("malformed response: no choices")
+            return Failure(f"malformed response: no choices (endpoint {self.url})")
         choice = response.choices[0]
         text = choice.message.content if choice.message is not None else None
         if text is None:
-            return Failure("malformed response: no message content")
+            return Failure(f"malformed response: no message content (endpoint {self.url})")
         usage = response.usage
         return Completion(text=text, finish_reason=choice.finish_reason or "unknown",
                           prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
@@ -136,7 +171,7 @@ class RemoteChat:
 
             async def task(i):
                 extra = extras[i] if extras else {}
-                results[i] = await self._one(client, semaphore, messages[i], params[i], extra)
+                results[i] = await self._one(client, semaphore, i, messages[i], params[i], extra)
                 if on_done is not None:
                     on_done(i, results[i])
 
@@ -147,6 +182,65 @@ class RemoteChat:
             return results
 
         return asyncio.run(main())
+
+
+def shown_url(url: str) -> str:
+    """`url` for messages: without user:password@ or a query string, which may hold credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else url.split("?", 1)[0]
+
+
+def _reason(error: Exception) -> str | None:
+    """What went wrong with a request, in a line; None for an exception that is a bug here, not a fault there."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code}: {_message(error)}"
+    if isinstance(error, openai.OpenAIError):  # connection errors, timeouts
+        return f"{type(error).__name__}: {error}"
+    if isinstance(error, ValueError):  # a 200 whose JSON body does not parse: the client raises, not returns
+        return f"malformed response: {type(error).__name__}: {error}"
+    return None
+
+
+def _retryable(error: Exception) -> bool:
+    """What the `openai` client retries: connection errors and timeouts; 408, 409, 429 and 5xx, unless the server
+    says otherwise in x-should-retry."""
+    import openai
+
+    if isinstance(error, openai.APIConnectionError):  # APITimeoutError is one
+        return True
+    if not isinstance(error, openai.APIStatusError):
+        return False
+    should = error.response.headers.get("x-should-retry")
+    if should in ("true", "false"):
+        return should == "true"
+    return error.status_code in (408, 409, 429) or error.status_code >= 500
+
+
+def _backoff(retry: int, error: Exception) -> float:
+    """Seconds before retry `retry + 1`: the server's Retry-After (up to a minute), else 0.5 s doubling to 8 s, less
+    up to a quarter at random so that requests failed together do not all come back together."""
+    response = getattr(error, "response", None)
+    headers = response.headers if response is not None else {}
+    wait = None
+    try:
+        if headers.get("retry-after-ms"):
+            wait = float(headers["retry-after-ms"]) / 1000
+        elif headers.get("retry-after"):
+            value = headers["retry-after"]
+            try:
+                wait = float(value)
+            except ValueError:  # an HTTP date
+                wait = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        wait = None
+    if wait is not None and 0 <= wait <= 60:
+        return wait
+    return min(0.5 * 2**retry, 8.0) * (1 - 0.25 * random.random())
 
 
 def redact(text: str, key: str | None) -> str:
@@ -161,10 +255,10 @@ def redact(text: str, key: str | None) -> str:
     return text
 
 
-def endpoint_complete(endpoint: RemoteEndpoint):
+def endpoint_complete(endpoint: RemoteEndpoint, log: Callable[[str], None] | None = None):
     """`complete(messages, params, extras, on_done) -> results` over an OpenAI-compatible endpoint: the model call
-    the chat judge and the chat injector make."""
-    chat = RemoteChat(endpoint)
+    the chat judge and the chat injector make. `log`: where retry lines go (see `RemoteChat`)."""
+    chat = RemoteChat(endpoint, log=log)
 
     def complete(messages, params, extras, on_done=None):
         return chat.run(messages, params, on_done=on_done, extras=extras)
