@@ -5,6 +5,7 @@ items for the viewer), and `evaluate_world`, the entry point for Python callers,
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -122,3 +123,25 @@ def test_evaluate_world_is_the_runners_world_benchmark(tmp_path):
     for _ in range(2):
         assert evaluate_world("world:world-base", split, tmp_path / "kept", max_new_tokens=4, device="cpu") == plain
     assert json.loads((tmp_path / "kept" / "results.json").read_text())["calls"]["answers_generated"] == 0
+
+
+def test_eval_benchmark_world_is_the_same_entry_point(tmp_path):
+    """`vlpref eval --benchmark world --images N` builds N scenes (never a folder named N), prints the results on
+    stdout and its progress (count, rate, ETA) on stderr, like `vlpref eval world`."""
+    out = vlpref("eval", "--benchmark", "world", "--images", "2", "--max-new-tokens", "4", "--out", str(tmp_path / "w"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["benchmark"] == "world"
+    assert json.loads((tmp_path / "w" / "eval-split.json").read_text()) == {"images": 2}
+    assert re.search(r"answered \d+/\d+ \(0 from the journal\), [\d.]+/s, ETA \d+:\d\d", out.stderr)
+    assert (tmp_path / "w" / "items.jsonl").read_text().count("\n") > 2
+    word = vlpref("eval", "--benchmark", "world", "--images", "two", "--out", str(tmp_path / "x"))
+    assert word.returncode == 2 and "--images: world takes the number of scenes" in word.stderr
+    assert "Traceback" not in word.stderr and not (tmp_path / "x").exists()
+
+
+def test_progress_gives_count_rate_and_eta():
+    from vlpref.evaluation.run import progress
+
+    assert progress(64, 300, 8.0, "12 from the journal") == "answered 64/300 (12 from the journal), 8/s, ETA 0:30"
+    assert progress(1, 5000, 1.0).endswith("ETA 1:23:19")
+    assert progress(3, 3, 0.0).endswith("ETA 0:00")

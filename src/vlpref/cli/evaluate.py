@@ -18,10 +18,12 @@ def eval_run(
                                                        "amber or world")] = None,
     model: Annotated[str | None, typer.Option(help="hub id, path or world:<name>")] = None,
     data: Annotated[Path | None, typer.Option(help="your local copy of the benchmark's official files")] = None,
-    out: Annotated[Path | None, typer.Option(help="run folder: results, answers, judge outputs, the journal")]
+    out: Annotated[Path | None, typer.Option(help="run folder: results, answers, judge outputs, the journal (world: "
+                                                  "also the built eval split; default runs/world-eval/<model name>)")]
     = None,
     config: ConfigOpt = None,
-    images: Annotated[Path | None, typer.Option(help="the images folder, where it is not inside --data")] = None,
+    images: Annotated[str | None, typer.Option(help="the images folder, where it is not inside --data; world: the "
+                                                    "number of scenes in the eval split it builds")] = None,
     style: Annotated[str | None, typer.Option(help="prompt format: llava (default), official or lmms-eval")] = None,
     scoring: Annotated[str | None, typer.Option(help="pope: official (default) or lmms-eval")] = None,
     judge_url: Annotated[str | None, typer.Option(help="judge: an OpenAI-compatible base URL")] = None,
@@ -34,6 +36,8 @@ def eval_run(
     batch_size: Annotated[int | None, typer.Option()] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="default: the benchmark's own setting")] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N questions (a smoke run)")] = None,
+    steer: Annotated[str | None, typer.Option(help="world, SteerLM models: the attribute values to ask for (see "
+                                                   "`vlpref eval world --help`)")] = None,
 ):
     """Generate a model's answers to a benchmark, judge them where needed (cached: a rerun makes no call) and score
     them exactly as the official scripts do."""
@@ -42,7 +46,16 @@ def eval_run(
     if benchmark is None and config is None:
         console.print(ctx.get_help())
         raise typer.Exit(0)
-    if out is None:
+    world, world_images = (benchmark or _recipe_benchmark(config)) == "world", None
+    if world:
+        # one world entry point: the same defaults, split and output as `vlpref eval world` / `vlpref world eval`
+        if data and images is not None:
+            raise VlprefError("--images: world builds that many scenes only when --data is not given; "
+                              "give one or the other")
+        if not data:
+            world_images = _scene_count(images)
+            images = None
+    if out is None and not world:
         raise VlprefError("--out is required")
     from vlpref.evaluation.run import EvalConfig, evaluate
 
@@ -53,12 +66,48 @@ def eval_run(
     if judge_prompt:
         judge["prompt"] = str(judge_prompt)
     cfg = recipe_config(EvalConfig, config, merge=("judge",), benchmark=benchmark, model=model,
-                        data=str(data) if data else None, images=str(images) if images else None, style=style,
+                        data=str(data) if data else None, images=images, style=style,
                         scoring=scoring, dtype=dtype, device=device, batch_size=batch_size,
-                        max_new_tokens=max_new_tokens, limit=limit, judge=judge or None)
+                        max_new_tokens=max_new_tokens, limit=limit, judge=judge or None,
+                        world_images=world_images, steer=steer)
+    out = out or _world_out(cfg.model)
     results = evaluate(cfg, out, log=console.print)
-    console.print_json(data=results, default=str)
-    console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
+    _emit(results)
+    console.print(f"[green]wrote[/] {out}/results.json, results.md, results.png and items.jsonl")
+
+
+def _emit(results: dict) -> None:
+    """The results, as JSON on stdout (logs and progress go to stderr), so `vlpref eval ... > results.json` works."""
+    import json
+
+    print(json.dumps(results, indent=2, default=str))
+
+
+def _recipe_benchmark(config: Path | None) -> str | None:
+    if config is None:
+        return None
+    from vlpref.config import read_yaml
+
+    return read_yaml(config).get("benchmark")
+
+
+def _scene_count(images: str | None) -> int | None:
+    """World's --images is a number of scenes, never a folder."""
+    if images is None:
+        return None
+    try:
+        count = int(images)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise VlprefError(f"--images: world takes the number of scenes to build (a positive integer), not {images!r}")
+    return count
+
+
+def _world_out(model: str) -> Path:
+    from vlpref.models.names import short_name
+
+    return Path("runs/world-eval") / short_name(model)
 
 
 @eval_app.command("score")
@@ -78,17 +127,20 @@ def eval_score(
 
     results = score(benchmark, answers, judge, labels, metadata)
     write_run({"benchmark": benchmark, **results}, out, benchmark)
-    console.print_json(data=results, default=str)
+    _emit(results)
     console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")
 
 
 @eval_app.command("world")
 def eval_world(
-    out: Annotated[Path, typer.Option(help="where results.json, results.md and results.png go")],
+    out: Annotated[Path | None, typer.Option(help="run folder: results, answers, items, the journal and the built "
+                                                  "eval split (default: runs/world-eval/<model name>; rerun to reuse "
+                                                  "the answers)")] = None,
     model: Annotated[str | None, typer.Option(help="model folder or hub id (default: the shipped world-base)")]
     = None,
     data: Annotated[Path | None, typer.Option(help="world eval split (default: built into OUT/eval-split)")] = None,
-    images: Annotated[int, typer.Option(help="scenes in the eval split when it is built")] = 300,
+    images: Annotated[int, typer.Option(min=1, help="scenes in the eval split built into OUT/eval-split (rebuilt "
+                                                    "when this changes)")] = 300,
     steer: Annotated[str | None, typer.Option(help="SteerLM models: the attribute values to ask for (per task: "
                                                    "'describe=...;pope=...'), e.g. "
                                                    "'Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4'")]
@@ -102,19 +154,17 @@ def eval_world(
 def world_benchmark(out: Path | None, model: str | None, data: Path | None, images: int, steer: str | None) -> None:
     """`vlpref eval world` and `vlpref world eval`: the world benchmark through the evaluation runner (journalled
     answers, items for `vlpref view`); the metrics go to stdout as JSON."""
-    import json
-
     from vlpref.evaluation.run import EvalConfig, evaluate
     from vlpref.evaluation.world import steer_targets
-    from vlpref.models.names import DEFAULT_MODEL, short_name
+    from vlpref.models.names import DEFAULT_MODEL
 
     steer_targets(steer, option="--steer")  # a malformed --steer is named as the option
     model = model or DEFAULT_MODEL
-    out = out or Path("runs/world-eval") / short_name(model)
+    out = out or _world_out(model)
     cfg = EvalConfig(benchmark="world", model=model, data=str(data) if data else None, world_images=images,
                      steer=steer)
     results = evaluate(cfg, out, log=console.print)
-    print(json.dumps(results, indent=2, default=str))
+    _emit(results)
     console.print(f"[green]wrote[/] {out}/results.json, results.md, results.png and items.jsonl")
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,19 @@ class JudgeRequest:
     item: str | None = None  # the Question.id this judges, for the per-item view (default: `id`)
 
 
+def progress(done: int, total: int, seconds: float, note: str = "") -> str:
+    """'answered 64/300 (12 from the journal), 8.1/s, ETA 0:29': the count, the rate so far and the time left at
+    that rate, for the log (stderr)."""
+    rate = done / seconds if seconds > 0 else 0.0
+    left = 0 if done >= total else round((total - done) / rate) if rate else None
+    if left is None:
+        eta = "?"
+    else:
+        hours, minutes, secs = left // 3600, left % 3600 // 60, left % 60
+        eta = f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    return f"answered {done}/{total}{f' ({note})' if note else ''}, {rate:.3g}/s, ETA {eta}"
+
+
 def greedy(max_new_tokens: int) -> DecodingParams:
     return DecodingParams(temperature=0.0, max_new_tokens=max_new_tokens)
 
@@ -286,6 +300,7 @@ class Session:
 
         def generate(pending: list[int], landed: Callable) -> None:
             asked.extend(pending)
+            began = time.monotonic()
             for start in range(0, len(pending), size):
                 batch = pending[start : start + size]
                 chats = [Chat(questions[i].turns, self._load_images(questions[i])) for i in batch]
@@ -293,7 +308,8 @@ class Session:
                 for j, generation in zip(range(start, start + len(batch)), generations, strict=True):
                     landed(j, generation)
                 self.counts["answers_generated"] += len(batch)
-                self.log(f"answered {start + len(batch)}/{len(pending)} ({unique - len(pending)} from the journal)")
+                self.log(progress(start + len(batch), len(pending), time.monotonic() - began,
+                                  f"{unique - len(pending)} from the journal"))
 
         done = run_journalled(self.journal, keys, [q.id for q in questions], generate, self.out, field="question",
                               encode=lambda g: {"text": g.text, "finish_reason": g.finish_reason,
