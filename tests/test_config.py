@@ -76,3 +76,66 @@ def test_accelerate_configs_load():
     assert configs
     for path in configs:
         ClusterConfig.from_yaml_file(str(path))  # raises on keys accelerate does not know
+
+
+@pytest.mark.parametrize("alias, ours", [("learning_rate", "lr"), ("num_train_epochs", "epochs"),
+                                         ("per_device_train_batch_size", "batch_size"),
+                                         ("gradient_accumulation_steps", "grad_accum"), ("lora_r", "lora.r")])
+def test_hugging_face_names_point_at_ours(alias, ours):
+    """Before: the nearest spelling of learning_rate was merge_lora."""
+    with pytest.raises(ConfigError, match=rf"r\.yaml: unknown key '{alias}'; did you mean '{ours}'\?"):
+        parse(TrainConfig, {"method": "dpo", "data": "d", alias: 1}, source="r.yaml")
+
+
+def test_an_alias_points_only_at_a_key_that_exists():
+    class Small(StrictModel):
+        rate: float = 1.0
+
+    with pytest.raises(ConfigError, match=r"unknown key 'learning_rate' \(valid keys: rate\)"):
+        parse(Small, {"learning_rate": 1})
+
+
+def test_set_reaches_any_key_dotted_for_nested_ones():
+    from vlpref.config import overlay
+
+    base = {"method": "dpo", "data": "d", "lora": {"r": 4, "alpha": 8}}
+    cfg = overlay(TrainConfig, base, {"seed": 3}, sets=["lr=1e-4", "lora.r=8", "max_grad_norm=null",
+                                                        "lora.target_modules=[q_proj, v_proj]", "beta=0.5"])
+    assert (cfg.lr, cfg.lora.r, cfg.lora.alpha, cfg.max_grad_norm, cfg.seed) == (1e-4, 8, 8.0, None, 3)
+    assert cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.beta == 0.5
+    assert base["lora"]["r"] == 4  # the recipe's dict is not changed
+    recipe = overlay(DataRecipe, {"method": "x", "judge": None, "pairs": {"strategy": "seva"},
+                                  "sample": {"pool": [{"model": "a"}, {"model": "b"}]}},
+                     {}, sets=["judge.rubric=helpsteer", "sample.pool.1.n=5"])
+    assert recipe.judge.rubric == "helpsteer" and recipe.sample.pool[1].n == 5
+    demo = overlay(DemoConfig, {}, {}, sets=["train.lr=0.001", "world_images.seva=7"])
+    # a section the recipe leaves out starts from its default: the other papers' scenes and max_steps stay
+    assert demo.train == {"max_steps": 600, "lr": 0.001}
+    assert demo.world_images == {**DemoConfig().world_images, "seva": 7}
+
+
+@pytest.mark.parametrize("item, message", [
+    ("learning_rate=1e-4", "--set learning_rate: unknown key 'learning_rate'; did you mean 'lr'?"),
+    ("lora.rank=8", "--set lora.rank: unknown key 'lora.rank'"),
+    ("lr", "--set lr: expected KEY=VALUE"),
+    ("lora..r=1", "--set lora..r: expected KEY=VALUE"),
+    ("lr=[1", "--set lr: the value is not valid YAML (expected ',' or ']', but got '<stream end>' at character 3)"),
+    ("lr.x=1", "--set lr.x: lr takes a value, not keys"),
+    ("seed=4", "--set seed: seed is also given by its own option; give it once"),
+])
+def test_bad_set_items_name_the_item(item, message):
+    from vlpref.config import overlay
+
+    with pytest.raises(ConfigError) as info:
+        overlay(TrainConfig, {"method": "dpo", "data": "d"}, {"seed": 3}, sets=[item])
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_bad_set_list_entries():
+    from vlpref.config import overlay
+
+    base = {"method": "x", "pairs": {"strategy": "seva"}, "sample": {"pool": [{"model": "a"}]}}
+    with pytest.raises(ConfigError, match=r"--set sample\.pool\.3\.n: sample\.pool has 1 entries \(0 to 0\)"):
+        overlay(DataRecipe, base, {}, sets=["sample.pool.3.n=2"])
+    with pytest.raises(ConfigError, match=r"sample\.pool is a list; pick an entry by number, e\.g\. sample\.pool\.0"):
+        overlay(DataRecipe, base, {}, sets=["sample.pool.n=2"])

@@ -32,11 +32,16 @@ console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option(help="recipe YAML; options given here override it")]
 JsonOpt = Annotated[Path, typer.Option("--json", help="where to write the figures")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="any config key, dotted for nested ones (--set lora.r=8); the value is read "
+    "as YAML; repeatable; over the recipe")]
 
 
-def recipe_config(schema, path: Path | None, stage: str | None = None, merge: tuple[str, ...] = (), **options):
-    """The YAML at `path` (or the schema's defaults) with the command-line options that were given on top
-    (`vlpref.config.overlay`). A data recipe (recipe: preference-data) gives its `stage` section."""
+def recipe_config(schema, path: Path | None, stage: str | None = None, merge: tuple[str, ...] = (),
+                  sets: list[str] | None = None, **options):
+    """The YAML at `path` (or the schema's defaults) with the command-line options that were given on top, then the
+    `--set KEY=VALUE` items (`vlpref.config.overlay`). A data recipe (recipe: preference-data) gives its `stage`
+    section."""
     from vlpref.config import overlay, read_yaml
     from vlpref.prefs import stage_config
 
@@ -44,7 +49,8 @@ def recipe_config(schema, path: Path | None, stage: str | None = None, merge: tu
     if path:
         base = read_yaml(path)
         base = stage_config(base, stage) if stage else base
-    return overlay(schema, base, options, source=str(path) if path else "the command line", merge=merge)
+    return overlay(schema, base, options, source=str(path) if path else "the command line", merge=merge,
+                   sets=sets or ())
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vlpref.cli.app import ConfigOpt, app, console, recipe_config
+from vlpref.cli.app import ConfigOpt, SetOpt, app, console, recipe_config
 
 
 @app.command()
@@ -77,12 +77,12 @@ def prefs(
     config: Annotated[Path, typer.Option(help="data recipe YAML (recipe: preference-data), e.g. "
                                               "recipes/seva/data_world.yaml")],
     out: Annotated[Path, typer.Option(help="folder for candidates/, annotations/ and pairs/")],
+    sets: SetOpt = None,
 ):
     """A paper's whole data stage: sample, judge and build pairs, as its recipe says (each stage resumes)."""
-    from vlpref.config import load_yaml
     from vlpref.prefs import DataRecipe, run_recipe
 
-    run_recipe(load_yaml(DataRecipe, config), out, log=console.print)
+    run_recipe(recipe_config(DataRecipe, config, sets=sets), out, log=console.print)
     console.print(f"[green]wrote preference data[/] to {out}")
 
 
@@ -99,6 +99,7 @@ def train(
     max_steps: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT's latest checkpoint if it has one")] = True,
+    sets: SetOpt = None,
 ):
     """Train with SFT, rejection sampling, SteerLM or a DPO-family objective (on accelerate: `accelerate launch -m
     vlpref.cli train ...` or `torchrun --nproc_per_node N -m vlpref.cli train ...` for several processes)."""
@@ -106,7 +107,7 @@ def train(
     from vlpref.training.trainer import train as run_training
 
     cfg = recipe_config(TrainConfig, config, None, method=method, data=str(data) if data else None, model=model, lr=lr,
-                  epochs=epochs, max_steps=max_steps, seed=seed)
+                  epochs=epochs, max_steps=max_steps, seed=seed, sets=sets)
     result = run_training(cfg, out, resume=resume, log=console.print)
     console.print(f"[green]trained[/] {result.steps} step(s); final loss {result.final_loss:.4f}; run in {out}")
 
@@ -159,9 +160,10 @@ def demo(
     seeds: Annotated[str | None, typer.Option(help="world seeds: a count (3: seeds 0, 1, 2) or a list (5,6,7); "
                                                    "several report mean ± std and paired differences")] = None,
     quick: Annotated[bool, typer.Option(help="toy sizes: every stage runs, nothing is learned")] = False,
+    sets: SetOpt = None,
 ):
     """The four papers' comparisons in miniature on the shapes world: data, training, evaluation, one table."""
     from vlpref.demo import DemoConfig, run_demo
 
-    cfg = recipe_config(DemoConfig, config, seeds=seeds)
+    cfg = recipe_config(DemoConfig, config, seeds=seeds, sets=sets)
     run_demo(cfg.quick() if quick else cfg, out, console)
