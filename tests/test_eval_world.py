@@ -5,6 +5,7 @@ items for the viewer), and `evaluate_world`, the entry point for Python callers,
 from __future__ import annotations
 
 import json
+import math
 import re
 import urllib.error
 import urllib.request
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli import vlpref
+from vlpref.errors import VlprefError
 from vlpref.evaluation.run import EvalConfig, evaluate
 from vlpref.serve import serve_in_thread
 from vlpref.view.app import build_app
@@ -35,9 +37,11 @@ def test_world_eval_then_compare(tmp_path):
     cmp = vlpref("eval", "compare", str(tmp_path / "base"), str(tmp_path / "s"), "--out", str(tmp_path / "cmp"))
     assert cmp.returncode == 0, cmp.stderr[-2000:]
     table = (tmp_path / "cmp" / "compare.md").read_text()
-    assert table.startswith("| metric | base | s |") and "| chair_i ↓ |" in table
+    assert cmp.stdout.strip() == table.strip() and "WARNING" not in table  # the same split: no warning
+    assert "| metric | n | base | s |" in table and "| chair_i ↓ |" in table
     row = next(line for line in table.splitlines() if line.startswith("| coverage |"))
     assert row.count("(") == 1 and ("(+" in row or "(-" in row)  # one delta column, signed
+    assert row.startswith("| coverage | 3 | ") and " ± " in row  # n: the 3 described images; a share: an interval
     assert (tmp_path / "cmp" / "compare.png").is_file()
 
 
@@ -145,3 +149,33 @@ def test_progress_gives_count_rate_and_eta():
     assert progress(64, 300, 8.0, "12 from the journal") == "answered 64/300 (12 from the journal), 8/s, ETA 0:30"
     assert progress(1, 5000, 1.0).endswith("ETA 1:23:19")
     assert progress(3, 3, 0.0).endswith("ETA 0:00")
+
+
+def test_compare_refuses_runs_on_different_data_and_gives_intervals(tmp_path):
+    """The same model on two eval splits is not a comparison of models: refused, or with the option compared under
+    a warning. Each delta of a share carries the normal-approximation interval of its n."""
+    from vlpref.evaluation.report import compare
+
+    for name, images in (("two", 2), ("three", 3)):
+        evaluate(EvalConfig(benchmark="world", world_images=images, max_new_tokens=4), tmp_path / name, log=quiet)
+    with pytest.raises(VlprefError, match=r"different data: two \(\d+ questions, .*three .*--allow-different-data"):
+        compare([tmp_path / "two", tmp_path / "three"], tmp_path / "cmp")
+    warned = []
+    table = compare([tmp_path / "two", tmp_path / "three"], tmp_path / "cmp", allow_different_data=True,
+                    warn=warned.append)
+    assert table.startswith("**WARNING: the runs were evaluated on different data") and len(warned) == 1
+    runs = [json.loads((tmp_path / n / "results.json").read_text()) for n in ("two", "three")]
+    items = [[json.loads(x) for x in (tmp_path / n / "items.jsonl").read_text().splitlines()] for n in ("two", "three")]
+    counts = [sum(i["task"] == "pope" and i["split"] == "random" for i in run) for run in items]
+    p1, p2 = (r["pope_accuracy_random"] for r in runs)
+    half = 1.959964 * math.sqrt(p1 * (1 - p1) / counts[0] + p2 * (1 - p2) / counts[1])
+    row = next(line for line in table.splitlines() if line.startswith("| pope_accuracy_random |"))
+    assert row == (f"| pope_accuracy_random | {counts[0]}/{counts[1]} | {p1:.4g} | {p2:.4g} ({p2 - p1:+.3g} ± "
+                   f"{half:.2g}) |")
+    helpful = next(line for line in table.splitlines() if line.startswith("| helpfulness |"))
+    assert "±" not in helpful  # a 1-5 rating is not a share: no interval
+    assert not any(line.startswith(("| calls/", "| eval_data/")) for line in table.splitlines())
+    # a run with no record of its data (scored elsewhere, or older) is compared with a warning, not refused
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "results.json").write_text(json.dumps({k: v for k, v in runs[0].items() if k != "eval_data"}))
+    assert "old: no record of the eval data" in compare([tmp_path / "two", tmp_path / "old"], tmp_path / "c2")

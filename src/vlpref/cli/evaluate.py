@@ -172,9 +172,14 @@ def world_benchmark(out: Path | None, model: str | None, data: Path | None, imag
 def eval_compare(
     runs: Annotated[list[Path], typer.Argument(help="evaluation run folders (the first is the baseline)")],
     out: Annotated[Path, typer.Option(help="where compare.md and compare.png go")],
+    allow_different_data: Annotated[bool, typer.Option(help="compare runs evaluated on different questions "
+                                                            "(refused otherwise), under a warning")] = False,
 ):
-    """Runs side by side, each metric with its delta from the first run."""
+    """Runs side by side, each metric with its delta from the first run, a 95% interval for the delta where the
+    metric is a share, and the count behind it. Runs evaluated on different data are refused."""
     from vlpref.evaluation.report import compare
 
-    console.print(compare(runs, out), highlight=False)
+    table = compare(runs, out, allow_different_data,
+                    warn=lambda text: console.print(f"[bold red]WARNING:[/] {text}", highlight=False))
+    print(table)
 

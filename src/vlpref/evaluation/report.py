@@ -11,6 +11,7 @@ results (per split, per category) are flattened to 'a/b' names, so every benchma
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from vlpref.errors import VlprefError
@@ -93,26 +94,112 @@ def load_run(folder: Path) -> dict:
         raise VlprefError(f"{path}: not valid JSON ({error.msg})") from None
 
 
-def compare(folders: list[Path], out: Path) -> str:
-    """A markdown table of the runs' shared metrics, each with its delta from the first run; and a plot."""
+# Bookkeeping in results.json, not metrics: never compared.
+NOT_METRICS = ("calls/", "eval_data/", "limit")
+Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
+# Metrics that are shares of questions, images or mentions (an interval for a proportion fits them); ratings and
+# judge scores (helpfulness 1-5, MMHal's 0-6, ...) can fall in [0, 1] too, so the name decides, not the value.
+SHARES = ("acc", "precision", "recall", "f1", "yes_ratio", "chair", "hallucination", "coverage")
+
+
+def _items(folder: Path) -> list[dict]:
+    path = folder / "items.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def metric_n(metric: str, results: dict, items: list[dict]) -> int | None:
+    """How many questions (or images, or mentions) the metric is a share of, or None where unknown.
+
+    The results' own count where the metric sits in a group that has one (POPE's splits: 'splits/random/f1' -> the
+    split's `n`); the world's CHAIR_i counts mentions, its POPE metrics a split's questions, the rest the described
+    images; else the run's number of items."""
+    parts = metric.split("/")
+    for depth in range(len(parts) - 1, 0, -1):
+        group = results
+        for key in parts[:depth]:
+            group = group.get(key) if isinstance(group, dict) else None
+        if isinstance(group, dict) and isinstance(group.get("n"), int):
+            return group["n"]
+    if results.get("benchmark") == "world":
+        split = next((s for s in ("random", "popular", "adversarial") if metric.endswith(f"_{s}")), None)
+        if split:
+            return sum(item.get("task") == "pope" and item.get("split") == split for item in items) or None
+        if metric.startswith("chair_i"):
+            return results.get("mentions")
+        return results.get("captions")
+    if metric == "f1_mean" and isinstance(results.get("splits"), dict):  # the mean over the three splits' n
+        return sum(s.get("n", 0) for s in results["splits"].values() if isinstance(s, dict)) or None
+    return len(items) or None
+
+
+def interval(base: float, other: float, n_base: int | None, n_other: int | None) -> float | None:
+    """The half-width of a 95% interval for `other - base` when both are shares in [0, 1] of known counts: the
+    normal approximation for a difference of proportions, 1.96 * sqrt(p1 (1 - p1) / n1 + p2 (1 - p2) / n2). It
+    treats the runs as independent samples; the same questions make the true interval narrower, so it errs wide."""
+    if not (n_base and n_other and 0.0 <= base <= 1.0 and 0.0 <= other <= 1.0):
+        return None
+    return Z95 * math.sqrt(base * (1 - base) / n_base + other * (1 - other) / n_other)
+
+
+def data_check(names: list[str], results: list[dict]) -> tuple[str | None, str | None]:
+    """(an error, a warning) about the runs' eval data: runs asked different questions (another split, another
+    image count, a --limit) compare data, not models; runs without a record of it cannot be checked."""
+    known = {name: r["eval_data"] for name, r in zip(names, results, strict=True) if isinstance(r.get("eval_data"),
+                                                                                                dict)}
+    unknown = [name for name in names if name not in known]
+    if len({d.get("sha256") for d in known.values()}) > 1:
+        listing = ", ".join(f"{name} ({d.get('questions')} questions, {str(d.get('sha256'))[:12]})"
+                            for name, d in known.items())
+        return (f"the runs were evaluated on different data: {listing}; their deltas would mix the data's "
+                "difference into the models' (rerun on the same eval data, or pass --allow-different-data)"), None
+    if unknown:
+        return None, (f"{', '.join(unknown)}: no record of the eval data (a run scored by `vlpref eval score` or "
+                      "made before the record existed), so whether the runs asked the same questions is unchecked")
+    return None, None
+
+
+def compare(folders: list[Path], out: Path, allow_different_data: bool = False, warn=None) -> str:
+    """A markdown table of the runs' shared metrics, each with its delta from the first run, a 95% interval for the
+    delta where the metric is a share (`interval`) and the count it is a share of; and a plot. Runs evaluated on
+    different data are refused (`allow_different_data`: compared under a warning at the top of the table)."""
     if len(folders) < 2:
         raise VlprefError("compare needs at least two run folders")
-    runs = {folder.name: numeric_metrics(load_run(folder)) for folder in folders}
-    if len(runs) < len(folders):
+    loaded = {folder.name: load_run(folder) for folder in folders}
+    if len(loaded) < len(folders):
         raise VlprefError("run folders must have different names (they head the columns)")
-    names = list(runs)
+    names = list(loaded)
+    error, warning = data_check(names, list(loaded.values()))
+    if error and not allow_different_data:
+        raise VlprefError(error)
+    warning = error or warning
+    runs = {name: {k: v for k, v in numeric_metrics(r).items() if not k.startswith(NOT_METRICS)}
+            for name, r in loaded.items()}
+    items = {name: _items(folder) for name, folder in zip(names, folders, strict=True)}
     shared = [m for m in runs[names[0]] if all(m in r for r in runs.values())]
     if not shared:
         raise VlprefError("the runs share no metric; compare runs of the same benchmark")
-    head = "| metric | " + " | ".join(names) + " |"
-    lines = [head, "|---|" + "---|" * len(names)]
+    lines = [f"**WARNING: {warning}**", ""] if warning else []
+    lines += [f"Deltas from {names[0]}, ± a 95% interval (normal approximation for a difference of proportions, "
+              "runs taken as independent; only for shares: accuracy, F1, CHAIR, ...); n: the questions, images or "
+              "mentions each metric is a share of.", ""]
+    lines += ["| metric | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for metric in shared:
         base = runs[names[0]][metric]
-        cells = [f"{base:.4g}"] + [f"{r[metric]:.4g} ({r[metric] - base:+.3g})" for r in list(runs.values())[1:]]
-        lines.append(f"| {metric}{arrow(metric)} | " + " | ".join(cells) + " |")
+        counts = [metric_n(metric, loaded[name], items[name]) for name in names]
+        cells = [f"{base:.4g}"]
+        for name, n in zip(names[1:], counts[1:], strict=True):
+            value = runs[name][metric]
+            half = interval(base, value, counts[0], n) if any(w in metric for w in SHARES) else None
+            cells.append(f"{value:.4g} ({value - base:+.3g}" + (f" ± {half:.2g})" if half is not None else ")"))
+        shown = "/".join(dict.fromkeys("?" if n is None else str(n) for n in counts))
+        lines.append(f"| {metric}{arrow(metric)} | {shown} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(text)
+    if warning and warn:
+        warn(warning)
     unit = [m for m in shared if all(0.0 <= r[m] <= 1.0 for r in runs.values())]
     if unit:
         _bars({name: {m: r[m] for m in unit} for name, r in runs.items()}, out / "compare.png", "comparison")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,12 +212,20 @@ class Session:
         # question id -> what the per-item view shows (OUT/items.jsonl): prompt, images, answer, judge reply, and
         # whatever the benchmark adds with `detail` (reference answer, label, rating, ...)
         self.items: dict[str, dict[str, Any]] = {}
+        # question id -> its images' digests: which eval data the run used (`eval_data`), for `vlpref eval compare`
+        self.asked: dict[str, list[str]] = {}
 
     def detail(self, item: str, **fields: Any) -> None:
         """Add fields to one question's entry in OUT/items.jsonl (e.g. reference=..., rating=...)."""
         self.items.setdefault(item, {"id": item}).update(fields)
 
     # -- the files -------------------------------------------------------------------------------------------------
+    def eval_data(self) -> dict[str, Any]:
+        """The questions asked, as a count and a digest of their ids and image bytes (not their wording: a prompt
+        style or SteerLM values are the method's choice, the data stays the same)."""
+        asked = json.dumps(sorted(self.asked.items())).encode()
+        return {"questions": len(self.asked), "sha256": hashlib.sha256(asked).hexdigest()}
+
     def data(self) -> Path:
         """The benchmark's files: `data` as given, or the folder the benchmark built (`use_data`)."""
         if self.data_folder is None:
@@ -293,6 +302,7 @@ class Session:
             if missing:
                 raise VlprefError(f"{question.source}: question {question.id}: image file not found: {missing[0]}")
         # The same request twice (POPE's popular and adversarial splits share most questions) is generated once.
+        self.asked.update((q.id, [self._digest(p) for p in q.images]) for q in questions)
         keys = [content_key("answer", self.fingerprint(), self.config.dtype, [t.model_dump() for t in q.turns],
                             [self._digest(p) for p in q.images], q.decoding.model_dump()) for q in questions]
         size = self.config.batch_size or default_batch_size
@@ -383,7 +393,7 @@ def benchmark_function(benchmark: str) -> Callable[[Session], dict]:
 
 
 # What `evaluate` adds to a benchmark's own results: which run it was, where its images are, what it called.
-RUN_KEYS = ("benchmark", "model", "data_folder", "images_folder", "judge", "calls", "limit")
+RUN_KEYS = ("benchmark", "model", "data_folder", "images_folder", "judge", "calls", "limit", "eval_data")
 
 
 def evaluate(config: EvalConfig, out: str | Path, log=print, vlm=None) -> dict:
@@ -406,6 +416,7 @@ def evaluate(config: EvalConfig, out: str | Path, log=print, vlm=None) -> dict:
     # where the items' images live: the only folders `vlpref view` serves them from
     results["data_folder"] = str(session.data_folder) if session.data_folder else None
     results["images_folder"] = str(Path(config.images).expanduser().absolute()) if config.images else None
-    results.update(judge=config.judge.judge_id() if config.judge else None, calls=session.counts, limit=config.limit)
+    results.update(judge=config.judge.judge_id() if config.judge else None, calls=session.counts, limit=config.limit,
+                   eval_data=session.eval_data())
     write_run(results, out, f"{config.benchmark}: {config.model}")
     return results
