@@ -100,7 +100,10 @@ def test_pope_by_hand_and_rescored(tmp_path, scripted):
     # the answers file is LLaVA's layout and `eval score` gives the same numbers
     rescored = score("pope", answers=tmp_path / "out" / "answers" / "popular.jsonl",
                      labels=[tmp_path / "pope" / "coco_pope_popular.json"])
-    assert rescored["popular"] == pop
+    assert rescored["splits"]["popular"] == pop
+    # and the whole answers folder it writes, against the question files' folder, gives every split
+    folder = score("pope", answers=tmp_path / "out" / "answers", labels=[tmp_path / "pope"])
+    assert folder["splits"] == results["splits"] and folder["pooled"] == results["pooled"]
     # a rerun generates nothing
     again = evaluate(config, tmp_path / "out", log=lambda *_: None)
     assert len(model.asked) == 6 and again["calls"] == {"answers_generated": 0, "answers_cached": 6,

@@ -114,10 +114,17 @@ def _world_out(model: str) -> Path:
 def eval_score(
     benchmark: Annotated[str, typer.Option(help="mme, pope, chair, mmhal, mmvet, llava-bench, mtbench or amber")],
     out: Annotated[Path, typer.Option(help="where results.json and results.md go")],
-    answers: Annotated[Path | None, typer.Option(help="the model's answers in the official layout")] = None,
+    answers: Annotated[Path | None, typer.Option(help="the model's answers in the official layout (pope: a JSONL "
+                                                      "of question_id and text, LLaVA's merged file with "
+                                                      "--questions, or the answers folder `vlpref eval` writes)")]
+    = None,
     judge: Annotated[Path | None, typer.Option(help="the judge's outputs (mmhal, mmvet, llava-bench, mtbench)")]
     = None,
-    labels: Annotated[list[Path] | None, typer.Option(help="pope: a question file per split (repeat)")] = None,
+    labels: Annotated[list[Path] | None, typer.Option(help="pope: the label files coco_pope_<split>.json, one per "
+                                                           "split: repeat the option, or give their folder")] = None,
+    questions: Annotated[Path | None, typer.Option(help="pope: LLaVA's question file (llava_pope_test.jsonl), "
+                                                        "whose `category` splits LLaVA's merged answer file")] = None,
+    scoring: Annotated[str | None, typer.Option(help="pope: official (default) or lmms-eval")] = None,
     metadata: Annotated[Path | None, typer.Option(help="mmvet: mm-vet.json; amber: the annotations; chair: the "
                                                        "COCO annotations folder")] = None,
 ):
@@ -125,7 +132,7 @@ def eval_score(
     from vlpref.evaluation.report import write_run
     from vlpref.evaluation.score import score
 
-    results = score(benchmark, answers, judge, labels, metadata)
+    results = score(benchmark, answers, judge, labels, metadata, questions, scoring)
     write_run({"benchmark": benchmark, **results}, out, benchmark)
     _emit(results)
     console.print(f"[green]wrote[/] {out}/results.json, results.md and results.png")

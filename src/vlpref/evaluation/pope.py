@@ -29,11 +29,11 @@ from vlpref.data.files import read_jsonl, write_jsonl
 from vlpref.data.schema import Turn
 from vlpref.errors import VlprefError
 from vlpref.evaluation.run import Question, Session, greedy
-from vlpref.evaluation.scoring.pope import pope_answer, pope_metrics, pope_metrics_lmms_eval
+from vlpref.evaluation.scoring.pope import SPLITS as SPLIT_ORDER
+from vlpref.evaluation.scoring.pope import f1_means, pope_answer, pope_metrics, pope_metrics_lmms_eval
 
 SUFFIX = "\nAnswer the question using a single word or phrase."
 MAX_NEW_TOKENS = 128
-SPLIT_ORDER = ("random", "popular", "adversarial")
 # SHA-256 of the official COCO question files (benchmarks.md §1.1), to say which version a run used.
 VERSIONS = {
     "c16b65d2df6d70bb0814c8a4375833d39cdb09928fd936d3fc546491efa37f35": "e3e3926 random (2910 q, LLaVA-1.5's)",
@@ -102,15 +102,7 @@ def run(session: Session) -> dict:
         all_labels += labels
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         results["question_files"][path.name] = {"sha256": digest, "version": VERSIONS.get(digest, "unknown")}
-    # LLaVA-1.5's single number: the mean of the three COCO splits' F1, only when all three were scored (a mean
-    # over whatever files happen to be in DATA would be misread as it). Other datasets get their own mean.
-    by_dataset: dict[str, dict[str, float]] = {}
-    for name, metrics in results["splits"].items():
-        dataset, _, split = name.rpartition("_")
-        by_dataset.setdefault(dataset, {})[split] = metrics["f1"]
-    for dataset, f1s in by_dataset.items():
-        key = f"f1_mean_{dataset}" if dataset else "f1_mean"
-        results[key] = sum(f1s.values()) / 3 if set(f1s) == set(SPLIT_ORDER) else None
+    results.update(f1_means(results["splits"]))
     # lmms-eval's `pope` task pools every question into one metric; reported too, for comparison with its tables
     results["pooled"] = score(all_verdicts, all_labels)
     results["style"], results["scoring"] = config.style, config.scoring

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+SPLITS = ("random", "popular", "adversarial")
+
 
 def pope_answer(text: str) -> str:
     """The official rule (RUCAIBox/POPE evaluate.py, LLaVA eval_pope.py): keep the first sentence, drop commas,
@@ -46,9 +48,10 @@ def pope_metrics_lmms_eval(texts: Sequence[str], labels: Sequence[str]) -> dict[
 
     No parser: the answer, lower-cased and stripped, must equal the label. Accuracy is the share of exact matches;
     TP/FP/FN count only answers that are exactly 'yes' or 'no' (so 'Yes.' is wrong for accuracy and drops out of
-    precision and recall); every division is guarded. One deliberate fix: lmms-eval's yes-ratio counts the labels'
-    yeses (≈ 0.5 whatever the model says); here it is the share of answers that are exactly 'yes'.
-    `unmatched` counts the answers that are neither.
+    precision and recall); every division is guarded. lmms-eval's own yes-ratio counts the labels' yeses (0.5 on
+    POPE's balanced files whatever the model says, a bug): it is reported as `yes_ratio_lmms_eval`, for matching
+    lmms-eval's tables, and `yes_ratio` is the share of answers that are exactly 'yes'. `unmatched` counts the
+    answers that are neither.
     """
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} answers but {len(labels)} labels")
@@ -62,5 +65,18 @@ def pope_metrics_lmms_eval(texts: Sequence[str], labels: Sequence[str]) -> dict[
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"accuracy": sum(p == gold for p, gold in pairs) / n if n else 0.0, "precision": precision,
-            "recall": recall, "f1": f1, "yes_ratio": sum(p == "yes" for p, _ in pairs) / n if n else 0.0, "n": n,
+            "recall": recall, "f1": f1, "yes_ratio": sum(p == "yes" for p, _ in pairs) / n if n else 0.0,
+            "yes_ratio_lmms_eval": sum(gold == "yes" for _, gold in pairs) / n if n else 0.0, "n": n,
             "tp": tp, "fp": fp, "tn": tn, "fn": fn, "unmatched": sum(p not in ("yes", "no") for p, _ in pairs)}
+
+
+def f1_means(splits: dict[str, dict]) -> dict[str, float | None]:
+    """LLaVA-1.5's single POPE number: the mean of the random, popular and adversarial F1s, {'f1_mean': ...} for the
+    COCO files ('random', ...) and {'f1_mean_<dataset>': ...} for the others ('gqa_seem_random', ...); None unless
+    all three splits were scored (a mean over whichever files were given would be misread as it)."""
+    by_dataset: dict[str, dict[str, float]] = {}
+    for name, metrics in splits.items():
+        dataset, _, split = name.rpartition("_")
+        by_dataset.setdefault(dataset, {})[split] = metrics["f1"]
+    return {f"f1_mean_{dataset}" if dataset else "f1_mean": sum(f1s.values()) / 3 if set(f1s) == set(SPLITS) else None
+            for dataset, f1s in by_dataset.items()}
