@@ -169,11 +169,32 @@ def test_ties_and_reviews_without_category():
 def test_summary_clear_errors():
     with pytest.raises(ValueError, match="no reviews"):
         summarize([])
-    with pytest.raises(ValueError, match=r"review 1 \(question_id 7\): 'tuple' must be two numbers"):
+    with pytest.raises(ValueError, match=r"review 1 \(question_id 7\): 'tuple' \(or 'score'\) must be two numbers"):
         summarize([{"tuple": [8, 6]}, {"question_id": 7, "tuple": [8]}])
-    with pytest.raises(ValueError, match=r"review 0 .*'tuple' must be two numbers, got None"):
-        summarize([{"score": [8, 6]}])  # the legacy 'score' field is not read
+    with pytest.raises(ValueError, match=r"review 0 .*must be two numbers, got None"):
+        summarize([{"scores": [8, 6]}])
     with pytest.raises(ValueError, match=r"'c': all 1 reviews failed to parse"):
         summarize([{"category": "c", "tuple": [-1, -1]}, {"category": "d", "tuple": [5, 5]}], drop_failures=True)
     with pytest.raises(ValueError, match=r"'all': mean reference score rounds to 0"):
         summarize([{"tuple": [-1, -1]}, {"tuple": [1, 4]}])
+
+
+def test_decimal_scores_are_summed_in_file_order_as_the_official_summary():
+    """The official summary takes `np.asarray(tuples).mean(0)`: numpy adds a column's values one review after the
+    other. On this file (decimal judge scores) an exact sum gives a model mean of 7.537 and 92.0; the official
+    order gives 7.538 and 92.1."""
+    reviews = _jsonl("review_decimal.jsonl")
+    got = summarize(reviews)["all"]
+    assert got == {"relative": 92.1, "reference": 81.9, "model": 75.4, "reviews": 8, "failures": 0}
+    np = pytest.importorskip("numpy")  # the official computation itself, where numpy is installed
+    means = [round(x, 3) for x in np.asarray([r["tuple"] for r in reviews]).mean(0).tolist()]
+    assert got["relative"] == round(means[1] / means[0] * 100, 1)
+
+
+def test_review_files_whose_pair_is_named_score():
+    """Older review files name the pair `score` (and have no category); the official summary reads them."""
+    reviews = _jsonl("review_score.jsonl")
+    assert "tuple" not in reviews[0]
+    # reference (6.5 + 9.5 + 10) / 3 = 8.667, model (9.6 + 6.8 + 5.6) / 3 = 7.333: 7.333 / 8.667 = 84.6 %
+    assert summarize(reviews) == {"all": {"relative": 84.6, "reference": 86.7, "model": 73.3, "reviews": 3,
+                                          "failures": 0}}
