@@ -135,7 +135,15 @@ def test_totals_by_hand_and_unknown_names():
 def test_malformed_lines_name_file_and_line(tmp_path):
     path = tmp_path / "existence.txt"
     path.write_text("a.jpg\tIs there a dog?\tYes\tyes\na.jpg\tIs there a cat?\tNo\n")    # answer missing
-    with pytest.raises(ValueError, match=r"existence\.txt:2: expected 4 TAB-separated fields .* got 3"):
+    with pytest.raises(ValueError, match=r"existence\.txt:2: no answer column: 3 TAB-separated fields") as error:
+        read_mme_file(path)
+    assert "TAB inside" not in str(error.value)  # nothing to do with a TAB in an answer
+    path.write_bytes(b"a.jpg\tIs there a dog?\tYes\tYes\rit is\na.jpg\tIs there a cat?\tNo\tNo\n")  # stray CR
+    with pytest.raises(ValueError, match=r"existence\.txt:1: a stray carriage return \(CR\) in the answer") as error:
+        read_mme_file(path)
+    assert "TAB inside" not in str(error.value)
+    path.write_text("a.jpg\tIs there a dog?\tYes\tYes\nit is\na.jpg\tIs there a cat?\tNo\tNo\n")  # a newline
+    with pytest.raises(ValueError, match=r"existence\.txt:2: .* got 1; is it the rest of the line before"):
         read_mme_file(path)
     path.write_text("a.jpg\tIs there a dog?\tYes\tyes\tand\ta cat\n")                 # TAB inside the answer
     with pytest.raises(ValueError, match=r"existence\.txt:1: .* got 6"):

@@ -74,9 +74,19 @@ def parse_mme_line(line: str, source: str = "") -> MMELine:
     """Split one results line (without its line terminator) into its 4 TAB-separated fields."""
     fields = line.split("\t")
     where = source or "line"
-    if len(fields) != 4:
+    if "\r" in line:  # a CRLF ending is removed by the reader; a CR left is inside a field and ends the line there
+        field = ("image", "question", "ground truth", "answer")[min(line[: line.index("\r")].count("\t"), 3)]
+        raise ValueError(f"{where}: a stray carriage return (CR) in the {field}; the official tool reads it as a "
+                         "line break, so remove CRs and newlines from answers before writing the file")
+    if len(fields) > 4:
         raise ValueError(f"{where}: expected 4 TAB-separated fields (image, question, ground truth, answer), got "
                          f"{len(fields)}; a TAB inside the model's answer must be removed before writing the file")
+    if len(fields) == 3:
+        raise ValueError(f"{where}: no answer column: 3 TAB-separated fields (image, question, ground truth); the "
+                         "model's answer goes after a 4th TAB (eval_tool/readme.txt)")
+    if len(fields) < 3:
+        raise ValueError(f"{where}: expected 4 TAB-separated fields (image, question, ground truth, answer), got "
+                         f"{len(fields)}; is it the rest of the line before, cut by a newline inside its answer?")
     image, question, truth, answer = fields
     if truth.lower() not in ("yes", "no"):
         raise ValueError(f"{where}: ground truth must be Yes or No, got {truth!r}")
@@ -155,10 +165,11 @@ def read_mme_file(path: str | Path) -> list[MMELine]:
     """Parse one `<subtask>.txt`; errors name the file and the 1-based line number. Blank lines at the very end
     are ignored (they carry no data; the official tool would crash on them); a blank line elsewhere is an error."""
     path = Path(path)
-    # Universal-newline reading, then split on '\n' only: as the official readlines(), so a stray U+2028 or form
-    # feed inside an answer does not start a new line the way str.splitlines() would.
-    with path.open(encoding="utf-8") as f:
-        rows = f.read().split("\n")
+    # Split on '\n' only, as the official readlines() does, so a stray U+2028 or form feed inside an answer does not
+    # start a new line the way str.splitlines() would. Read without newline translation, so that a CR other than
+    # a CRLF ending stays visible and is named (`parse_mme_line`) instead of silently splitting the line.
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = [row.removesuffix("\r") for row in f.read().split("\n")]
     while rows and rows[-1] == "":
         rows.pop()
     return [parse_mme_line(row, f"{path.name}:{number}") for number, row in enumerate(rows, start=1)]
