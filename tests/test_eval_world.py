@@ -141,6 +141,9 @@ def test_eval_benchmark_world_is_the_same_entry_point(tmp_path):
     word = vlpref("eval", "--benchmark", "world", "--images", "two", "--out", str(tmp_path / "x"))
     assert word.returncode == 2 and "--images: world takes the number of scenes" in word.stderr
     assert "Traceback" not in word.stderr and not (tmp_path / "x").exists()
+    zero = vlpref("world", "eval", "--images", "0", "--out", str(tmp_path / "z"))
+    assert zero.returncode == 2 and "--images: world takes the number of scenes" in zero.stderr
+    assert "Traceback" not in zero.stderr
 
 
 def test_progress_gives_count_rate_and_eta():

@@ -168,8 +168,9 @@ def world_benchmark(out: Path | None, model: str | None, data: Path | None, imag
     steer_targets(steer, option="--steer")  # a malformed --steer is named as the option
     model = model or DEFAULT_MODEL
     out = out or _world_out(model)
-    cfg = EvalConfig(benchmark="world", model=model, data=str(data) if data else None, world_images=images,
-                     steer=steer)
+    _scene_count(str(images))  # named as the option (typer's min does not reach `vlpref world eval`)
+    cfg = recipe_config(EvalConfig, None, benchmark="world", model=model, data=str(data) if data else None,
+                        world_images=images, steer=steer)
     results = evaluate(cfg, out, log=console.print)
     _emit(results)
     console.print(f"[green]wrote[/] {out}/results.json, results.md, results.png and items.jsonl")
