@@ -10,7 +10,8 @@ DATA/val2014, else DATA/images, else DATA.
 Prompt (`style`): `llava` and `lmms-eval` ask "<question>\\nAnswer the question using a single word or phrase."
 (LLaVA-1.5's eval and lmms-eval's pope task); `official` asks the question alone (the POPE repo). Greedy, at most
 128 new tokens. Scoring (`scoring`): `official` is the first-sentence parser of the POPE repo and LLaVA's
-eval_pope.py; `lmms-eval` is lmms-eval's exact match (`vlpref.evaluation.scoring.pope`).
+eval_pope.py; `lmms-eval` is lmms-eval's exact match (`vlpref.evaluation.scoring.pope`), which also reports
+lmms-eval's own yes-ratio (the labels' share of yes, a bug) as `yes_ratio_lmms_eval` beside ours.
 
 Results: per split accuracy, precision, recall, F1 and yes-ratio; `f1_mean`, the mean of the three COCO splits'
 F1s (the single "POPE" number LLaVA-1.5 reports; None unless all three were scored; `f1_mean_<dataset>` for the

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from vlpref.errors import VlprefError
 
+# Bookkeeping in results.json, not metrics: never compared or plotted.
+NOT_METRICS = ("calls/", "eval_data/", "limit")
 # Metrics where lower is better, for the arrows in the reports.
 LOWER_IS_BETTER = ("chair", "hallucination", "hallucination_rate")
 
@@ -75,7 +77,7 @@ def write_run(results: dict, out: Path, title: str) -> None:
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     lines += [f"| {name}{arrow(name)} | {value:.4g} |" for name, value in numbers.items()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    unit = {k: v for k, v in numbers.items() if 0.0 <= v <= 1.0 and not k.startswith(("calls/", "limit"))}
+    unit = {k: v for k, v in numbers.items() if 0.0 <= v <= 1.0 and not k.startswith(NOT_METRICS)}
     if unit:
         _bars({title: unit}, out / "results.png", title)
     breakdown = categories(results)
@@ -94,8 +96,6 @@ def load_run(folder: Path) -> dict:
         raise VlprefError(f"{path}: not valid JSON ({error.msg})") from None
 
 
-# Bookkeeping in results.json, not metrics: never compared.
-NOT_METRICS = ("calls/", "eval_data/", "limit")
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 # Metrics that are shares of questions, images or mentions (an interval for a proportion fits them); ratings and
 # judge scores (helpfulness 1-5, MMHal's 0-6, ...) can fall in [0, 1] too, so the name decides, not the value.
