@@ -79,3 +79,17 @@ def test_saved_with_a_video_processor_loads_without_torchvision(tiny_dirs, tmp_p
     config["video_processor"] = {**config["image_processor"], "video_processor_type": "Qwen2VLVideoProcessor"}
     (folder / "processor_config.json").write_text(json.dumps(config))
     _same_as_built("qwen2_vl", load_processor(str(folder)))
+
+
+@pytest.mark.parametrize("arch", VIDEO_ARCHS)
+def test_a_legacy_chat_template_json_is_read(arch, tiny_dirs, tmp_path):
+    """Hub checkpoints such as Qwen2-VL-7B-Instruct keep the template in chat_template.json, not the tokenizer's
+    config: the processor's own reader finds it."""
+    folder = tmp_path / arch
+    folder.mkdir()
+    for path in Path(tiny_dirs[arch]).iterdir():
+        if path.name != "chat_template.jinja":
+            (folder / path.name).write_bytes(path.read_bytes())
+    template = (Path(tiny_dirs[arch]) / "chat_template.jinja").read_text()
+    (folder / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    _same_as_built(arch, load_processor(str(folder)))

@@ -175,18 +175,15 @@ def load_processor(name_or_path: str, **kwargs):
     image_processor = AutoImageProcessor.from_pretrained(name_or_path, backend="pil", **kwargs)
     if "video_processor" not in cls.get_attributes():
         return cls.from_pretrained(name_or_path, image_processor=image_processor, **kwargs)
-    from transformers.utils import cached_file
-
     # Built directly: `from_pretrained` reads the accepted arguments from `__init__`'s code, which the wrapper hides.
-    path = cached_file(name_or_path, "processor_config.json", _raise_exceptions_for_missing_entries=False, **kwargs)
-    config = {}
-    if path is not None:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
+    # The processor's own config reader still finds its settings and chat template (chat_template.jinja, or a legacy
+    # chat_template.json).
+    config, _ = cls.get_processor_dict(name_or_path, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    extra = {k: v for k, v in config.items() if k not in ("processor_class", "image_processor", "video_processor")}
+    extra = {k: v for k, v in config.items()
+             if k not in ("processor_class", "auto_map", "chat_template", *cls.get_attributes())}
     return without_video(cls)(image_processor=image_processor, tokenizer=tokenizer,
-                              chat_template=tokenizer.chat_template, **extra)
+                              chat_template=config.get("chat_template") or tokenizer.chat_template, **extra)
 
 
 class PerRowSampler(LogitsProcessor):
