@@ -127,7 +127,12 @@ class TrainConfig(StrictModel):
         "(torch FSDP2 on each transformer block); none: DDP, every process holds the whole model")
 
     # outputs
-    save_every: int = Field(default=0, ge=0, description="checkpoint every N optimizer steps (0: only at the end)")
+    # Checkpoints are also written at the end of the run and when SIGINT / SIGTERM stops it (trainer.py), so that a
+    # run loses at most `save_minutes` of work by default, whatever its length: a step count fits no model size.
+    save_every: int = Field(default=0, ge=0, description="also checkpoint every N optimizer steps (0: off)")
+    save_minutes: float = Field(default=10.0, ge=0, description="also checkpoint when this many minutes have passed "
+                                                                "since the last checkpoint (0: off)")
+    save_each_epoch: bool = Field(default=True, description="also checkpoint at the end of each epoch")
     keep_checkpoints: int = Field(default=2, ge=1)
     log_every: int = Field(default=1, ge=1)
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)

@@ -25,6 +25,7 @@ policy)` with log π_ref of the objective's terms:
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -53,6 +54,14 @@ def example_key(fingerprint: str, root: Path, example: Example, scored: object) 
                        example.responses, scored, record.id)
 
 
+def duration(seconds: float) -> str:
+    """1h02m, 3m05s, 12s."""
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class ReferenceCache:
     def __init__(self, path: str | Path, fingerprint: str, scored: object = "chosen-rejected"):
         """`scored`: a JSON-able description of what `compute`'s score function returns (part of every key)."""
@@ -61,9 +70,10 @@ class ReferenceCache:
 
     @torch.no_grad()
     def compute(self, vlm: VLM, examples: list[Example], root: Path, score: Callable[[list[Example]], torch.Tensor],
-                batch_size: int = 8, shard: tuple[int, int] = (0, 1), log=print) -> None:
+                batch_size: int = 8, shard: tuple[int, int] = (0, 1), log=print, every: float = 10.0) -> None:
         """Fill the cache for `examples` (this process's share `shard` = (rank, world size) of the missing ones);
-        `score(batch)` gives the (b, terms) log-probs of a batch."""
+        `score(batch)` gives the (b, terms) log-probs of a batch. Progress (count, rate, time left) goes to `log`
+        at most every `every` seconds: on a large dataset this pass takes as long as an epoch's forward passes."""
         keys = [example_key(self.fingerprint, root, e, self.scored) for e in examples]
         missing = [i for i, k in enumerate(keys) if self.journal.get(k) is None]
         if len(missing) < len(examples):
@@ -71,18 +81,28 @@ class ReferenceCache:
         # Shares are fixed by example index, not by what is missing: another process may already be writing its
         # share while this one looks, so a share of the missing list would differ between processes.
         mine = [i for i in missing if i % shard[1] == shard[0]]
+        where = " in this process" if shard[1] > 1 else ""
+        if mine:
+            log(f"reference log-probs: computing {len(mine)} example(s){where}")
         was_training = vlm.model.training
         vlm.model.eval()
+        began = last = time.perf_counter()
         try:
             for start in range(0, len(mine), batch_size):
                 batch = [examples[i] for i in mine[start : start + batch_size]]
                 sums = score(batch)  # (b, terms)
                 for i, row in zip(mine[start : start + batch_size], sums.tolist(), strict=True):
                     self.journal.put(keys[i], row)
+                done, now = min(start + batch_size, len(mine)), time.perf_counter()
+                if done < len(mine) and now - last >= every:
+                    last, rate = now, done / max(now - began, 1e-9)
+                    log(f"reference log-probs: {done}/{len(mine)}{where} ({rate:.1f} example(s)/s, "
+                        f"{duration((len(mine) - done) / rate)} left)")
         finally:
             vlm.model.train(was_training)
         if mine:
-            log(f"reference log-probs: computed {len(mine)} example(s)" + (" in this process" if shard[1] > 1 else ""))
+            log(f"reference log-probs: computed {len(mine)} example(s){where} in "
+                f"{duration(time.perf_counter() - began)}")
 
     def get(self, root: Path, examples: list[Example]) -> torch.Tensor:
         """(N, k) cached log-probs of `examples`' responses; KeyError naming an example that is not cached."""

@@ -19,12 +19,15 @@ The run, top to bottom:
    example from the cache or computed now, before any weight changes (so no reference model is kept in memory);
    online, the policy with its LoRA adapters disabled, or a frozen copy of the initial weights (full fine-tuning);
 3. freeze / LoRA (`training.params`), AdamW, warmup + cosine schedule;
-4. resume from the latest checkpoint in out/checkpoints if there is one;
+4. resume from the latest checkpoint in out/checkpoints if there is one (checked against the settings before the
+   model loads; a finished run, out/summary.json, is not trained again);
 5. steps: every optimizer step takes one *global batch* of batch_size × grad_accum × processes examples, in an order
    fixed by (seed, epoch); process r takes its contiguous share and splits it into grad_accum micro-batches. So 2
    processes see exactly the examples 1 process sees with the same global batch. The last batch of an epoch is
    filled up with examples from the start of that epoch's order (accelerate's `even_batches` does the same);
-6. log (console, out/log.jsonl, optional TensorBoard / W&B), checkpoint, and export out/model (a standard HF model
+6. log (console, out/log.jsonl, optional TensorBoard / W&B); checkpoint every `save_minutes` (10 by default), at
+   the end of each epoch, every `save_every` steps if set, and on SIGINT / SIGTERM, which then end the run with
+   status 130 / 143 (`training.stopping`); at the end plot out/log.png and export out/model (a standard HF model
    folder, LoRA merged) plus out/adapter for LoRA runs.
 
 Loss normalisation, so that any split into processes and micro-batches gives the same gradient: DPO losses are
@@ -36,9 +39,10 @@ gradients over processes, so each process multiplies its part by the process cou
 from __future__ import annotations
 
 import copy
-import hashlib
+import importlib.util
 import json
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -50,18 +54,20 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from vlpref.errors import VlprefError
+from vlpref.errors import ConfigError, VlprefError
 from vlpref.models.fingerprint import model_fingerprint
 from vlpref.models.names import resolve_model
 from vlpref.models.vlm import VLM
 from vlpref.numerics.sft import sft_loss
-from vlpref.training import checkpoint, sharding
+from vlpref.training import checkpoint, sharding, stopping
 from vlpref.training.config import TrainConfig
 from vlpref.training.data import Example, load_examples
 from vlpref.training.forward import allow_checkpointing, score_examples
 from vlpref.training.objectives import OBJECTIVES, negative_image, objective_loss, score_terms
 from vlpref.training.params import param_groups, setup_trainable
+from vlpref.training.plot import plot_log
 from vlpref.training.reference import AdaptersDisabled, FrozenCopy, Precomputed, Reference, ReferenceCache
+from vlpref.training.runfolder import TrainResult, finished, logged_loss, read_summary, settings_hash, settings_of
 
 if TYPE_CHECKING:  # imported when a Trainer is made, not with this module (the CLI imports it to start faster)
     from accelerate import Accelerator
@@ -69,15 +75,8 @@ if TYPE_CHECKING:  # imported when a Trainer is made, not with this module (the 
 # peft asks transformers a deprecated question on every LoRA wrap; the answer is right, the warning is noise
 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
-# Settings that do not change what is computed: a resumed run may change them.
-NOT_HASHED = {"recipe", "save_every", "keep_checkpoints", "log_every", "report_to", "reference_cache"}
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    final_loss: float
-    out: Path
+# report_to's trackers and the packages accelerate can use for each (without one it would only warn, and log nothing)
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 
 
 @dataclass
@@ -86,11 +85,6 @@ class StepResult:
     lr: float  # the rate this step used
     grad_norm: float | None  # before clipping; None without max_grad_norm
     metrics: dict[str, float]  # batch means over the global batch (the DPO family's rewards/…, logps/…); SFT: none
-
-
-def settings_hash(config: TrainConfig) -> str:
-    kept = {k: v for k, v in config.model_dump().items() if k not in NOT_HASHED}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def global_batch(step: int, n: int, size: int, seed: int, steps_per_epoch: int) -> list[int]:
@@ -108,6 +102,10 @@ def make_accelerator(config: TrainConfig, out: Path) -> Accelerator:
     from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedDataParallelKwargs
 
+    for name in config.report_to:
+        if not any(importlib.util.find_spec(module) for module in TRACKERS[name]):
+            raise ConfigError(f"report_to: {name} needs the {TRACKERS[name][0]} package, which is not installed "
+                              f"(pip install {TRACKERS[name][0]}, or remove {name} from report_to)")
     # broadcast_buffers=False: DDP would otherwise broadcast buffers (rotary tables, position ids: constants)
     # before every forward after a backward, and processes whose micro-batches need different numbers of
     # forward passes (image-contrast pairs are scored apart) would pair those broadcasts with the gradient
@@ -132,6 +130,7 @@ class Trainer:
     config: TrainConfig
     out: Path
     resume: bool
+    resume_from: Path | None  # the checkpoint run() continues from, checked against the settings
     accelerator: Accelerator
     rank: int
     world: int  # processes
@@ -161,6 +160,7 @@ class Trainer:
         self.log = log if self.main else (lambda *a, **k: None)
         self.root = Path(c.data)
         self.sharded = c.sharding == "fsdp" and self.world > 1
+        self.resume_from = self._resume_point()  # before anything loads or out/config.json is written
 
         torch.manual_seed(c.seed)
         self.model_path = resolve_model(c.model)
@@ -193,6 +193,23 @@ class Trainer:
                  f"{self.total} step(s) of {self.batch} example(s), {self.world} process(es)")
 
     # -- setup, in the order __init__ calls it -----------------------------------------------------------------
+    def _resume_point(self) -> Path | None:
+        """The latest checkpoint, if this run resumes from it; an error saying why it cannot if its settings or
+        process count differ. When a rerun starts over, it says why."""
+        found = checkpoint.checkpoints(self.out)
+        if not self.resume:
+            if found:
+                self.log(f"not resuming (--no-resume): the {len(found)} checkpoint(s) in {self.out / 'checkpoints'} "
+                         "are removed; training from step 1")
+            return None
+        if not found:
+            if (self.out / "log.jsonl").is_file() and (self.out / "log.jsonl").stat().st_size:
+                self.log(f"no checkpoint in {self.out / 'checkpoints'} (the previous run here stopped before its "
+                         "first one): training from step 1")
+            return None
+        checkpoint.check(found[-1], settings_hash(self.config), settings_of(self.config), self.world)
+        return found[-1]
+
     def _load_examples(self) -> list[Example]:
         """The examples (truncation policy in `training.data`), checked against the model and the objective; writes
         out/config.json and out/dropped.jsonl."""
@@ -359,48 +376,88 @@ class Trainer:
 
     def _save(self, step: int) -> None:
         checkpoint.save(self.out, step, self.trainable, self.optimizer, self.scheduler, settings_hash(self.config),
-                        self.rank, self.world, self.accelerator.wait_for_everyone, self.config.keep_checkpoints)
+                        self.rank, self.world, self.accelerator.wait_for_everyone, self.config.keep_checkpoints,
+                        settings_of(self.config))
+
+    def _save_due(self, step: int, since_save: float, signals: stopping.Signals) -> tuple[int | None, bool]:
+        """After step `step` (1-based): checkpoint if one is due; (the signal to stop on, if any, whether it saved),
+        the same on every process. A time-based checkpoint changes when state is written, never what is computed."""
+        c = self.config
+        signum, due = stopping.agree(signals.received, c.save_minutes > 0 and since_save >= c.save_minutes * 60,
+                                     self.world, self.accelerator.device, self.accelerator.reduce)
+        scheduled = (c.save_every and step % c.save_every == 0) or (c.save_each_epoch and
+                                                                    step % self.steps_per_epoch == 0)
+        save = signum is not None or bool((scheduled or due) and step < self.total)  # the end saves after the loop
+        if save:
+            self._save(step)
+        return signum, save
+
+    def _begin(self) -> int:
+        """The step to start at: the checkpoint's, restored, or 0, with what an earlier run here left removed (its
+        checkpoints, its summary); log.jsonl keeps the rows up to the start (a killed run may have logged more)."""
+        start = 0
+        if self.resume_from is not None:
+            start = checkpoint.load(self.resume_from, self.trainable, self.optimizer, self.scheduler,
+                                    settings_hash(self.config), self.rank, self.world, settings_of(self.config))
+            self.log(f"resumed from {self.resume_from} (step {start})")
+        log_file = self.out / "log.jsonl"
+        if self.main and start < self.total:
+            if not start:
+                shutil.rmtree(self.out / "checkpoints", ignore_errors=True)
+            (self.out / "summary.json").unlink(missing_ok=True)  # its presence would say this run finished
+            rows = log_file.read_text().splitlines() if start and log_file.is_file() else []
+            log_file.write_text("".join(r + "\n" for r in rows if json.loads(r)["step"] <= start))
+        return start
+
+    def _log_row(self, step: int, done: StepResult, seconds: float) -> None:
+        c = self.config
+        row = {"step": step, "epoch": round(step / self.steps_per_epoch, 4), "loss": done.loss, "lr": done.lr,
+               "grad_norm": done.grad_norm, "seconds": round(seconds, 4), **done.metrics}
+        if self.main:
+            with (self.out / "log.jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        if c.report_to:
+            self.accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
+        if step % c.log_every == 0 or step == self.total:
+            extra = "".join(f" {k.split('/')[-1]} {row[k]:.3f}" for k in ("rewards/margins", "rewards/accuracies")
+                            if k in row)
+            self.log(f"step {step}/{self.total} loss {done.loss:.4f} lr {done.lr:.2e}{extra}")
 
     def run(self) -> TrainResult:
         c, acc = self.config, self.accelerator
-        start = 0
-        found = checkpoint.checkpoints(self.out)
-        if found and self.resume:
-            start = checkpoint.load(found[-1], self.trainable, self.optimizer, self.scheduler,
-                                    settings_hash(c), self.rank, self.world)
-            self.log(f"resumed from {found[-1]} (step {start})")
+        start = self._begin()
+        if start >= self.total and (result := read_summary(self.out)) is not None:
+            self.log(f"{self.out} holds this run, finished: nothing to train")
+            return result
         if c.report_to:
             acc.init_trackers("vlpref", config=json.loads(c.model_dump_json()))
-        log_file = self.out / "log.jsonl"
-        if self.main:  # keep the rows up to the checkpoint; a killed run may have logged steps after it
-            rows = log_file.read_text().splitlines() if start and log_file.is_file() else []
-            log_file.write_text("".join(r + "\n" for r in rows if json.loads(r)["step"] <= start))
-        loss = float("nan")
-        last_row = time.perf_counter()
-        for step in range(start, self.total):
-            done = self._step(step)
-            loss = done.loss
-            row = {"step": step + 1, "epoch": round((step + 1) / self.steps_per_epoch, 4), "loss": loss,
-                   "lr": done.lr, "grad_norm": done.grad_norm,
-                   # since the previous row: this step plus the previous step's logging and checkpoint
-                   "seconds": round(time.perf_counter() - last_row, 4), **done.metrics}
-            last_row = time.perf_counter()
-            if self.main:
-                with log_file.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-            if c.report_to:
-                acc.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step + 1)
-            if (step + 1) % c.log_every == 0 or step + 1 == self.total:
-                extra = "".join(f" {k.split('/')[-1]} {row[k]:.3f}" for k in ("rewards/margins", "rewards/accuracies")
-                                if k in row)
-                self.log(f"step {step + 1}/{self.total} loss {loss:.4f} lr {row['lr']:.2e}{extra}")
-            if c.save_every and (step + 1) % c.save_every == 0 and step + 1 < self.total:
-                self._save(step + 1)
+        loss = logged_loss(self.out, start) if start >= self.total else float("nan")
+        last_row = last_save = time.perf_counter()
+        # Signals are only recorded during the steps; the loop stops at the step's end (`training.stopping`)
+        with stopping.Signals(say=self.main) as signals:
+            for step in range(start, self.total):
+                done = self._step(step)
+                loss = done.loss
+                # seconds since the previous row: this step plus the previous step's logging and checkpoint
+                self._log_row(step + 1, done, time.perf_counter() - last_row)
+                last_row = time.perf_counter()
+                signum, saved = self._save_due(step + 1, last_row - last_save, signals)
+                last_save = time.perf_counter() if saved else last_save
+                if signum is not None:
+                    if self.main:
+                        plot_log(self.out / "log.jsonl", self.out / "log.png")
+                    self.log(f"interrupted at step {step + 1}; run the same command to resume")
+                    if c.report_to:
+                        acc.end_training()
+                    raise stopping.Interrupted(signum, step + 1)
         if self.total > start:
             self._save(self.total)
+        if self.main:
+            plot_log(self.out / "log.jsonl", self.out / "log.png")
         self.export()
         if self.main:  # written last: its presence means the run, export included, finished
-            (self.out / "summary.json").write_text(json.dumps({"steps": self.total, "final_loss": loss}))
+            (self.out / "summary.json").write_text(json.dumps(
+                {"steps": self.total, "final_loss": loss if math.isfinite(loss) else None}, allow_nan=False))
         if c.report_to:
             acc.end_training()
         return TrainResult(self.total, loss, self.out)
@@ -436,4 +493,7 @@ class Trainer:
 
 
 def train(config: TrainConfig, out: str | Path, resume: bool = True, log=print) -> TrainResult:
+    """Train into `out`, resuming there; a run finished there with the same settings is returned as it is."""
+    if resume and (done := finished(config, Path(out), log)) is not None:
+        return done
     return Trainer(config, out, resume, log).run()
