@@ -207,3 +207,19 @@ def test_the_reference_pass_reports_count_rate_and_time_left(tiny_dirs, pairs_di
     assert all("example(s)/s, " in m for m in progress)
     assert messages[0] == "reference log-probs: computing 8 example(s)"
     assert messages[-1].startswith("reference log-probs: computed 8 example(s) in ")
+
+
+def test_a_second_ctrl_c_stops_at_once_and_ignored_signals_stay_ignored():
+    with stopping.Signals(say=False) as signals:
+        signals.handle(signal.SIGINT)
+        signals.handle(signal.SIGTERM)  # torchrun's SIGTERM after the terminal's SIGINT: still a clean stop
+        assert signals.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            signals.handle(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) != signals.handle  # handlers already put back
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        with stopping.Signals(say=False):
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
