@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from vlpref.data.schema import DecodingParams
+from vlpref.errors import VlprefError
 from vlpref.journal import content_key
 from vlpref.models.chat_api import from_openai_messages
 
@@ -103,8 +104,11 @@ SEED_LIMIT = 2**63 - 1  # torch generator seeds are signed 64-bit
 
 def _params(body: dict[str, Any], n: int, max_tokens_limit: int) -> DecodingParams:
     """The request's decoding settings; ValueError (a 400) for values the model cannot run."""
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
+    # `is None`, not `or`: a max_tokens of 0 is out of range and refused, not read as "unset"
+    max_tokens = body.get("max_completion_tokens")
+    max_tokens = body.get("max_tokens") if max_tokens is None else max_tokens
+    max_tokens = 256 if max_tokens is None else max_tokens
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= max_tokens_limit:
         raise ValueError(f"max_tokens must be an integer from 1 to {max_tokens_limit} on this server")
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT - n):
@@ -214,6 +218,23 @@ def serve_in_thread(app, host: str = "127.0.0.1"):
         thread.join()
 
 
+def check_port(port: int) -> None:
+    """A TCP port a server can bind (VlprefError naming --port otherwise)."""
+    if not 1 <= port <= 65535:
+        raise VlprefError(f"--port must be from 1 to 65535, not {port}")
+
+
+def check_server_options(port: int, max_batch: int, max_wait_ms: float, max_tokens_limit: int) -> None:
+    """Refuse settings the server would start with and then fail every request on (a batch of 0 answers 500)."""
+    check_port(port)
+    if max_batch < 1:
+        raise VlprefError(f"--max-batch must be at least 1, not {max_batch}")
+    if not max_wait_ms >= 0:
+        raise VlprefError(f"--max-wait-ms must be 0 or more, not {max_wait_ms}")
+    if max_tokens_limit < 1:
+        raise VlprefError(f"--max-tokens-limit must be at least 1, not {max_tokens_limit}")
+
+
 def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None, dtype: str = "float32",
           device: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0,
           request_log: str | Path | None = None, max_tokens_limit: int = 4096, log=print) -> None:
@@ -222,6 +243,8 @@ def serve(model: str, host: str = "127.0.0.1", port: int = 8000, name: str | Non
 
     from vlpref.models.names import resolve_model, short_name
     from vlpref.models.vlm import VLM
+
+    check_server_options(port, max_batch=max_batch, max_wait_ms=max_wait_ms, max_tokens_limit=max_tokens_limit)
 
     vlm = VLM.load(resolve_model(model), dtype=dtype, device=device)
     model_id = name or short_name(model)

@@ -213,7 +213,7 @@ def prompts_of(candidates_dir: Path, given: str | None) -> Path:
     """The prompts folder a candidates folder was sampled from (its meta.json says), unless one is given."""
     if given is not None:
         return Path(given)
-    named = read_meta(candidates_dir).get("prompts")
+    named = read_meta(candidates_dir, "candidates").get("prompts")
     if not named:
         raise VlprefError(f"{candidates_dir}/meta.json names no prompts folder; pass --prompts")
     return Path(named)
@@ -230,8 +230,8 @@ def judge(config: JudgeConfig, candidates_dir: str | Path, out: str | Path, log=
     """Rate every prompt's candidates; `oracle` is the judge for backend oracle (the CLI passes the world's)."""
     candidates_dir, out = Path(candidates_dir), Path(out)
     prompts_dir = prompts_of(candidates_dir, config.prompts)
-    prompts: list[Prompt] = read_records(prompts_dir)
-    candidates: list[Candidate] = read_records(candidates_dir)
+    candidates: list[Candidate] = read_records(candidates_dir, kind="candidates")
+    prompts: list[Prompt] = read_records(prompts_dir, kind="prompts")
     by_prompt: dict[str, list[Candidate]] = {}
     for c in candidates:
         by_prompt.setdefault(c.prompt_id, []).append(c)

@@ -136,8 +136,11 @@ def sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
     if config.prompts is None:
         raise ConfigError("sample: prompts is unset; name a prompts folder (the `vlpref sample` and `vlpref prefs` "
                           "commands build the shapes world's prefs split when it is unset)")
+    for member in config.pool:  # a model that cannot load fails now, not after the plan is journalled
+        if member.backend == "local":
+            resolve_model(member.model)
     root = Path(config.prompts)
-    prompts: list[Prompt] = read_records(root)
+    prompts: list[Prompt] = read_records(root, kind="prompts")
     journal = Journal(out / "journal.sqlite")
     plan = _plan(config, prompts, root, out)
     by_prompt = {p.id: p for p in prompts}

@@ -57,5 +57,6 @@ def main() -> None:
     try:
         app()
     except VlprefError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
+        # soft_wrap: the message stays one line however narrow the terminal (scripts grep for it)
+        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -80,9 +80,11 @@ def import_vlfeedback_cmd(
     log = _rejects(on_error, rejects, out)
     prompts, candidates, annotations = import_vlfeedback(path, out / "prompts", image_root=images, rejects=log,
                                                          judge_id=judge_id)
+    # Each folder names the ones it was made from, as sample and judge write them, so judge and pairs find them.
     write_records(out / "prompts", "prompts", prompts)
-    write_records(out / "candidates", "candidates", candidates)
-    written = write_records(out / "annotations", "annotations", annotations)
+    write_records(out / "candidates", "candidates", candidates, prompts=str((out / "prompts").resolve()))
+    written = write_records(out / "annotations", "annotations", annotations, judge=judge_id,
+                            candidates=str((out / "candidates").resolve()), prompts=str((out / "prompts").resolve()))
     console.print(f"[green]wrote {len(prompts)} prompts, {len(candidates)} candidates[/]")
     _report(written, "annotations", out, log)
 

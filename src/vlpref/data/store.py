@@ -47,13 +47,29 @@ def kind_of(record: StrictModel) -> str:
     raise TypeError(f"not a vlpref record: {type(record).__name__}")
 
 
-def read_meta(root: str | Path) -> dict[str, Any]:
+# Which command makes each kind, for the message when a folder of another kind is given.
+MADE_BY = {"prompts": "vlpref data import or vlpref world generate", "candidates": "vlpref sample",
+           "annotations": "vlpref judge", "pairs": "vlpref pairs"}
+
+
+def read_meta(root: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """A dataset folder's meta.json; VlprefError naming the folder if it is missing, broken, or (with `kind`)
+    holds another kind of record."""
     path = Path(root) / META_FILE
     if not path.is_file():
         raise VlprefError(f"{root}: not a vlpref dataset folder (no {META_FILE}); import the data first")
-    meta = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise VlprefError(f"{path}: not valid JSON ({error}); rewrite it or rebuild the folder") from None
+    if not isinstance(meta, dict):
+        raise VlprefError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     if meta.get("kind") not in RECORD_TYPES:
         raise VlprefError(f"{path}: unknown kind {meta.get('kind')!r}; expected one of {', '.join(RECORD_TYPES)}")
+    if kind is not None and meta["kind"] != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise VlprefError(f"{root}: holds {meta['kind']}, not {kind}; give {article} {kind} folder "
+                          f"({MADE_BY[kind]} writes one)")
     return meta
 
 
@@ -134,13 +150,16 @@ def check_images(root: str | Path, record: StrictModel, file: str | Path) -> Non
 
 
 def iter_records(
-    root: str | Path, rejects: RejectLog | None = None, check_image_files: bool = False
+    root: str | Path, rejects: RejectLog | None = None, check_image_files: bool = False, kind: str | None = None
 ) -> Iterator[StrictModel]:
     """Validated records of a dataset folder, in file order. Bad rows raise RecordError (file, line, id, field),
-    or are written to `rejects` when it is in skip mode."""
+    or are written to `rejects` when it is in skip mode. `kind`: the kind the caller needs (VlprefError if the
+    folder holds another)."""
     root = Path(root)
-    cls = RECORD_TYPES[read_meta(root)["kind"]]
+    cls = RECORD_TYPES[read_meta(root, kind)["kind"]]
     path = root / RECORDS_FILE
+    if not path.is_file():
+        raise VlprefError(f"{root}: no {RECORDS_FILE}; the folder is incomplete (rebuild it)")
     rejects = rejects or RejectLog(None, on_error="raise")
     with path.open(encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -172,8 +191,9 @@ def iter_records(
                 yield record
 
 
-def read_records(root: str | Path, rejects: RejectLog | None = None, check_image_files: bool = False) -> list:
-    return list(iter_records(root, rejects, check_image_files))
+def read_records(root: str | Path, rejects: RejectLog | None = None, check_image_files: bool = False,
+                 kind: str | None = None) -> list:
+    return list(iter_records(root, rejects, check_image_files, kind))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -120,6 +120,9 @@ def build_pairs(config: PairsConfig, out: str | Path, log=print, injector: Injec
         reasons = Counter(s.reason.split(" (")[0] for s in built.skipped).most_common(1)[0][0]
         raise VlprefError(f"pairs ({config.strategy}): no pairs from {len(built.skipped)} inputs (most often: "
                           f"{reasons}); every reason is in {out / 'skipped.jsonl'}")
+    if not built.pairs:
+        raise VlprefError(f"pairs ({config.strategy}): no pairs: the inputs ({', '.join(built.inputs.values())}) "
+                          "hold nothing to pair (no prompt with responses)")
     return built.pairs
 
 
@@ -135,17 +138,20 @@ def _rated(config: PairsConfig, helpsteer: bool) -> Built:
     """VLFeedback's and Li–Lin–Pei's rules: pairs from rated candidates (helpsteer adds its two SFT sets)."""
     if config.annotations is None:
         raise ConfigError(f"strategy {config.strategy} needs annotations (run `vlpref judge` first)")
-    annotations: list[Annotation] = read_records(config.annotations)
-    meta = read_meta(config.annotations)
-    candidates_dir = Path(config.candidates or meta["candidates"])
-    prompts_dir = Path(config.prompts or meta["prompts"])
-    candidates = _group(read_records(candidates_dir), "prompt_id")
+    annotations: list[Annotation] = read_records(config.annotations, kind="annotations")
+    candidates_dir = Path(config.candidates or named_input(config.annotations, "candidates"))
+    prompts_dir = Path(config.prompts or named_input(config.annotations, "prompts"))
+    if not annotations:
+        raise VlprefError(f"{config.annotations}: no annotations (incomplete: "
+                          f"{read_meta(config.annotations).get('incomplete', 0)} judge call(s) failed); rerun "
+                          "`vlpref judge` until it finishes")
+    candidates = _group(read_records(candidates_dir, kind="candidates"), "prompt_id")
     by_prompt = _group(annotations, "prompt_id")
     built = Built(inputs={"prompts": str(prompts_dir.resolve()), "annotations": str(Path(config.annotations).resolve()),
                           "candidates": str(candidates_dir.resolve())},
                   extra={"rejection-sampling": [], "steerlm": []} if helpsteer else {})
     rng = random.Random(config.seed)
-    for prompt in read_records(prompts_dir):
+    for prompt in read_records(prompts_dir, kind="prompts"):
         mine, rated = candidates.get(prompt.id, []), by_prompt.get(prompt.id, [])
         if not mine:
             continue
@@ -173,10 +179,10 @@ def _seva(config: PairsConfig, out: Path, log, injector) -> Built:
     if config.candidates is None:
         raise ConfigError("strategy seva needs candidates sampled with `augment` set (vlpref sample)")
     candidates_dir = Path(config.candidates)
-    prompts_dir = Path(config.prompts or read_meta(candidates_dir)["prompts"])
-    by_prompt = _group(read_records(candidates_dir), "prompt_id")
+    prompts_dir = Path(config.prompts or named_input(candidates_dir, "prompts"))
+    by_prompt = _group(read_records(candidates_dir, kind="candidates"), "prompt_id")
     built = Built(inputs={"prompts": str(prompts_dir.resolve()), "candidates": str(candidates_dir.resolve())})
-    for prompt in read_records(prompts_dir):
+    for prompt in read_records(prompts_dir, kind="prompts"):
         mine: list[Candidate] = by_prompt.get(prompt.id, [])
         originals: dict[tuple[str, int], Candidate] = {}
         for c in mine:
@@ -203,7 +209,7 @@ def _image_contrast(config: PairsConfig, out: Path, log, injector) -> Built:
     """mDPO: the reference answer twice, the rejected side under corrupted images."""
     prompts_dir = Path(config.prompts)
     built = Built(inputs={"prompts": str(prompts_dir.resolve())})
-    for prompt in read_records(prompts_dir):
+    for prompt in read_records(prompts_dir, kind="prompts"):
         if prompt.reference is None or not prompt.images:
             built.skipped.append(rules.Skip(prompt.id, "needs images and a reference answer"))
             continue
@@ -217,7 +223,7 @@ def _povid(config: PairsConfig, out: Path, log, injector: Injector | None) -> Bu
     root = Path(config.prompts)
     built = Built(inputs={"prompts": str(root.resolve())})
     asks = []
-    for prompt in read_records(root):
+    for prompt in read_records(root, kind="prompts"):
         if prompt.reference is None:
             built.skipped.append(rules.Skip(prompt.id, "no ground-truth answer"))
             continue
@@ -270,6 +276,19 @@ def _povid(config: PairsConfig, out: Path, log, injector: Injector | None) -> Bu
 # One function per strategy: (config, out, log, injector) -> Built.
 STRATEGIES = {"vlfeedback": _vlfeedback, "helpsteer": _helpsteer, "seva": _seva, "povid": _povid,
               "image-contrast": _image_contrast}
+
+
+def named_input(folder: str | Path, kind: str) -> Path:
+    """The `kind` folder a dataset was made from: the one its meta.json names, else a sibling folder of that name
+    holding that kind (an imported release: `data import vlfeedback` writes prompts/, candidates/, annotations/)."""
+    folder = Path(folder)
+    named = read_meta(folder).get(kind)
+    if named:
+        return Path(named)
+    sibling = folder.parent / kind
+    if (sibling / "meta.json").is_file() and read_meta(sibling).get("kind") == kind:
+        return sibling
+    raise VlprefError(f"{folder}/meta.json names no {kind} folder and there is no {sibling}; pass --{kind}")
 
 
 def _group(items, key) -> dict[str, list]:

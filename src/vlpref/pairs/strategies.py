@@ -71,6 +71,8 @@ def vlfeedback_pairs(prompt: Prompt, candidates: list[Candidate], annotations: l
     """All pairs ranked by mean rating; ties (and differences below `margin`) dropped."""
     rated, skipped = _by_candidate(prompt, candidates, annotations, needed=None)
     pairs = []
+    if len(rated) < 2:  # said, so that a pool sampling one answer per prompt is not a silent empty result
+        skipped.append(Skip(prompt.id, f"fewer than two rated responses ({len(rated)})"))
     for (c1, a1), (c2, a2) in itertools.combinations(rated, 2):
         s1, s2 = a1.mean_score(), a2.mean_score()
         if s1 == s2 or abs(s1 - s2) < margin:

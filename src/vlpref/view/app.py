@@ -235,6 +235,9 @@ def _eval_routes(app: FastAPI, folders: list[Path], render, page_size: int) -> N
 def serve(paths: list[str | Path], host: str = "127.0.0.1", port: int = 8765, log=print) -> None:
     import uvicorn
 
+    if not 1 <= port <= 65535:  # uvicorn would fail with a traceback
+        raise VlprefError(f"--port must be from 1 to 65535, not {port}")
+
     # bound to all interfaces the Host header can be any of the machine's names; the user chose to expose it
     hosts = ["*"] if host in ("0.0.0.0", "::") else sorted({host, "127.0.0.1", "localhost"})
     app = build_app(paths, log=log, hosts=hosts)
