@@ -150,3 +150,84 @@ def test_pairs_that_find_only_single_answers_say_why(folders, tmp_path, monkeypa
     line = one_line_error(*run(monkeypatch, capsys, "pairs", "--strategy", "vlfeedback", "--annotations",
                                str(tmp_path / "a"), "--out", str(tmp_path / "pairs")))
     assert "fewer than two rated responses" in line
+
+
+# -- no silent empty success ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("images", ["0", "-5"])
+def test_world_generate_needs_at_least_one_scene(images, tmp_path, monkeypatch, capsys):
+    line = one_line_error(*run(monkeypatch, capsys, "world", "generate", "--out", str(tmp_path / "w"), "--images",
+                               images))
+    assert "--images" in line
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_an_import_that_yields_nothing_is_an_error(on_error, tmp_path, monkeypatch, capsys):
+    rows = [] if on_error == "raise" else [{"id": "a", "image": "missing.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat?"}]}]
+    (tmp_path / "in.json").write_text(json.dumps(rows))
+    line = one_line_error(*run(monkeypatch, capsys, "data", "import", "llava", str(tmp_path / "in.json"),
+                               "--images", str(tmp_path), "--out", str(tmp_path / "ds"), "--on-error", on_error))
+    assert ("no records" if on_error == "raise" else "every record was rejected") in line
+
+
+def test_an_export_that_rejects_every_record_is_an_error_and_leaves_no_folder(folders, tmp_path, monkeypatch,
+                                                                              capsys):
+    import shutil
+
+    shutil.copytree(folders["pairs"], tmp_path / "pairs")
+    shutil.rmtree(tmp_path / "pairs" / "images")  # every pair's image is gone: every record is rejected
+    line = one_line_error(*run(monkeypatch, capsys, "data", "export", "trl", str(tmp_path / "pairs"),
+                               str(tmp_path / "trl"), "--on-error", "skip"))
+    assert "every record was rejected" in line and not (tmp_path / "trl").exists()
+
+
+def test_import_into_a_folder_that_holds_something_refuses_unless_overwrite(folders, tmp_path, monkeypatch,
+                                                                            capsys):
+    from tests.data.conftest import write_image
+
+    write_image(tmp_path / "imgs" / "a.png")
+    (tmp_path / "in.json").write_text(json.dumps([{"id": "a", "image": "a.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat?"}]}]))
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "notes.txt").write_text("mine")
+    args = ["data", "import", "llava", str(tmp_path / "in.json"), "--images", str(tmp_path / "imgs"), "--out",
+            str(tmp_path / "ds")]
+    assert "--overwrite" in one_line_error(*run(monkeypatch, capsys, *args))
+    assert run(monkeypatch, capsys, *args, "--overwrite")[0] == 0
+
+
+def test_sample_n_is_honoured_or_refused(folders, tmp_path, monkeypatch, capsys):
+    line = one_line_error(*run(monkeypatch, capsys, "sample", "--prompts", str(folders["prompts"]), "--model",
+                               "world:world-base", "--n", "0", "--out", str(tmp_path / "a")))
+    assert "n" in line and not (tmp_path / "a" / "records.jsonl").exists()  # not the default 2
+    line = one_line_error(*run(monkeypatch, capsys, "sample", "--prompts", str(folders["prompts"]), "--n", "3",
+                               "--out", str(tmp_path / "b")))
+    assert "--n applies with --model" in line
+
+
+def test_sample_into_another_dataset_refuses_unless_overwrite(folders, tmp_path, monkeypatch, capsys):
+    from vlpref.candidates.sample import SampleConfig
+    from vlpref.errors import VlprefError
+    from vlpref.prefs import check_sample_out
+
+    line = one_line_error(*run(monkeypatch, capsys, "sample", "--prompts", str(folders["prompts"]), "--model",
+                               "world:world-base", "--out", str(folders["pairs"])))
+    assert "holds pairs" in line and "--overwrite" in line
+    config = SampleConfig(prompts=str(folders["prompts"]))
+    with pytest.raises(VlprefError, match="other settings"):  # another run's candidates (the imported ones)
+        check_sample_out(folders["candidates"], config)
+    check_sample_out(tmp_path / "new", config)  # a new folder is fine
+
+
+def test_a_data_recipe_with_a_typo_or_seva_without_augment_is_refused(folders, tmp_path, monkeypatch, capsys):
+    base = f"recipe: preference-data\nsample:\n  prompts: {folders['prompts']}\npairs:\n  strategy: seva\n"
+    (tmp_path / "typo.yaml").write_text("method: sevaa\n" + base)
+    line = one_line_error(*run(monkeypatch, capsys, "prefs", "--config", str(tmp_path / "typo.yaml"), "--out",
+                               str(tmp_path / "a")))
+    assert "method" in line
+    (tmp_path / "seva.yaml").write_text("method: seva\n" + base)
+    line = one_line_error(*run(monkeypatch, capsys, "prefs", "--config", str(tmp_path / "seva.yaml"), "--out",
+                               str(tmp_path / "b")))
+    assert "augment" in line and not (tmp_path / "b" / "candidates").exists()

@@ -99,6 +99,8 @@ def post(url: str, body: dict) -> tuple[int, dict]:
     ({"messages": [{"role": "user", "content": "hi"}], "n": 0}, 400, "n must"),
     ({"messages": [{"role": "user", "content": "hi"}], "seed": 2**63}, 400, "seed must"),
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, 400, "max_tokens must"),
+    ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens must"),
+    ({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0}, 400, "max_tokens must"),
 ])
 def test_bad_requests_get_a_clear_error(server, body, status, words):
     code, reply = post(server["url"], body)

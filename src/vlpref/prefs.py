@@ -24,13 +24,14 @@ from vlpref.annotations.judge import JudgeConfig, judge
 from vlpref.candidates.sample import SampleConfig, sample
 from vlpref.config import StrictModel
 from vlpref.data.schema import Annotation, Candidate, PreferencePair
-from vlpref.errors import ConfigError
+from vlpref.errors import ConfigError, VlprefError
 from vlpref.pairs.build import PairsConfig, build_pairs
 
 
 class DataRecipe(StrictModel):
     recipe: Literal["preference-data"] = "preference-data"
-    method: str = Field(description="which paper's data this builds, for people reading the file")
+    method: Literal["vlfeedback", "li-lin-pei", "seva", "povid", "mdpo"] = Field(
+        description="which paper's data this builds (checked, so a typo is not silently accepted)")
     sample: SampleConfig | None = Field(default=None, description="none: the strategy needs no sampling (povid)")
     judge: JudgeConfig | None = Field(default=None, description="none: the strategy needs no ratings (seva, povid)")
     pairs: PairsConfig
@@ -47,11 +48,36 @@ def world_prompts(out: Path, images: int, seed: int, tasks: tuple[str, ...] | No
     return root
 
 
-def run_sample(config: SampleConfig, out: str | Path, log=print) -> list[Candidate]:
+def run_sample(config: SampleConfig, out: str | Path, log=print, overwrite: bool = True) -> list[Candidate]:
+    """`overwrite` false (the `sample` command without --overwrite): refuse an OUT that holds another run."""
+    if not overwrite:
+        check_sample_out(Path(out), config)
     if config.prompts is None:
         root = world_prompts(Path(out), config.world_images, config.seed, tuple(config.world_tasks))
         config = config.model_copy(update={"prompts": str(root)})
     return sample(config, out, log=log)
+
+
+def check_sample_out(out: Path, config: SampleConfig) -> None:
+    """OUT may be new, empty, or this same sampling run (to resume it: its journal, and candidates made with the
+    same settings); anything else is another run's or another dataset, which sampling would overwrite."""
+    from vlpref.data.store import META_FILE, read_meta
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    hint = "choose a new folder or pass --overwrite"
+    if not (out / META_FILE).is_file():
+        if (out / "journal.sqlite").is_file():
+            return  # a run that stopped before writing its candidates
+        raise VlprefError(f"--out {out} is not empty and holds no sampling run; {hint}")
+    meta = read_meta(out)
+    if meta["kind"] != "candidates":
+        raise VlprefError(f"--out {out} holds {meta['kind']}, which sampling would overwrite; {hint}")
+    prompts = Path(config.prompts) if config.prompts is not None else out / "prompts"
+    mine = config.model_dump(mode="json", exclude={"prompts"})
+    theirs = {k: v for k, v in (meta.get("config") or {}).items() if k != "prompts"}
+    if theirs != mine or meta.get("prompts") != str(prompts.resolve()):
+        raise VlprefError(f"--out {out} holds candidates sampled with other settings (another run); {hint}")
 
 
 def run_judge(config: JudgeConfig, candidates: str | Path, out: str | Path, log=print) -> list[Annotation]:
@@ -83,6 +109,9 @@ def run_recipe(recipe: DataRecipe, out: str | Path, log=print) -> None:
     for stage in needs:
         if getattr(recipe, stage) is None:
             raise ConfigError(f"recipe: strategy {strategy} needs a {stage} section")
+    if strategy == "seva" and recipe.sample.augment is None:  # else every pair is skipped, after all the sampling
+        raise ConfigError("recipe: strategy seva needs sample.augment (the augmented images its rejected answers "
+                          "are sampled on), e.g. augment: {op: diffusion}")
     pairs = recipe.pairs
     if recipe.sample is not None:
         run_sample(recipe.sample, out / "candidates", log=log)

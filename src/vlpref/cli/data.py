@@ -13,6 +13,24 @@ from vlpref.errors import VlprefError
 OnErrorOpt = Annotated[str, typer.Option("--on-error", help="raise: stop at the first bad record; skip: write it to "
                                          "the rejects file and go on")]
 RejectsOpt = Annotated[Path | None, typer.Option(help="rejects file (default: OUT/rejects.jsonl)")]
+OverwriteOpt = Annotated[bool, typer.Option(help="replace what OUT holds already")]
+
+
+def _fresh(out: Path, overwrite: bool) -> None:
+    """Refuse to import into a folder that holds something already (another import, a run, anything), unless
+    --overwrite: the import replaces its records and meta.json."""
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise VlprefError(f"--out {out} is not empty; choose a new folder or pass --overwrite to replace it")
+
+
+def _nothing(count: int, path, log) -> None:
+    """An import that yields no record is an error, naming why (every record rejected, or none there)."""
+    if count:
+        return
+    if log is not None and log.count:
+        log.close()
+        raise VlprefError(f"{path}: every record was rejected ({log.count}); nothing imported; reasons in {log.path}")
+    raise VlprefError(f"{path}: no records to import")
 
 
 def _rejects(on_error: str, rejects: Path | None, out: Path):
@@ -54,13 +72,16 @@ def import_llava_cmd(
     out: Annotated[Path, typer.Option(help="dataset folder to write")],
     on_error: OnErrorOpt = "raise",
     rejects: RejectsOpt = None,
+    overwrite: OverwriteOpt = False,
 ):
     """LLaVA instruction JSON (`<image>` placeholders) -> prompts."""
     from vlpref.data.importers import import_llava
     from vlpref.data.store import write_records
 
+    _fresh(out, overwrite)
     log = _rejects(on_error, rejects, out)
     prompts = import_llava(path, images, out, rejects=log)
+    _nothing(len(prompts), path, log)
     _report(write_records(out, "prompts", prompts), "prompts", out, log)
 
 
@@ -72,14 +93,17 @@ def import_vlfeedback_cmd(
     judge_id: str = "gpt-4v",
     on_error: OnErrorOpt = "raise",
     rejects: RejectsOpt = None,
+    overwrite: OverwriteOpt = False,
 ):
     """The released VLFeedback layout -> prompts, candidates and per-aspect annotations."""
     from vlpref.data.importers import import_vlfeedback
     from vlpref.data.store import write_records
 
+    _fresh(out, overwrite)
     log = _rejects(on_error, rejects, out)
     prompts, candidates, annotations = import_vlfeedback(path, out / "prompts", image_root=images, rejects=log,
                                                          judge_id=judge_id)
+    _nothing(len(prompts), path, log)
     # Each folder names the ones it was made from, as sample and judge write them, so judge and pairs find them.
     write_records(out / "prompts", "prompts", prompts)
     write_records(out / "candidates", "candidates", candidates, prompts=str((out / "prompts").resolve()))
@@ -100,13 +124,16 @@ def import_hf_cmd(
     split: str = "train",
     on_error: OnErrorOpt = "raise",
     rejects: RejectsOpt = None,
+    overwrite: OverwriteOpt = False,
 ):
     """Any dataset with an image column and a question column -> prompts."""
     from vlpref.data.importers import import_hf
     from vlpref.data.store import write_records
 
+    _fresh(out, overwrite)
     log = _rejects(on_error, rejects, out)
     prompts = import_hf(path, out, image_column, question_column, answer_column, id_column, split, rejects=log)
+    _nothing(len(prompts), path, log)
     _report(write_records(out, "prompts", prompts), "prompts", out, log)
 
 
@@ -116,13 +143,16 @@ def import_trl_cmd(
     out: Annotated[Path, typer.Option(help="dataset folder to write")],
     on_error: OnErrorOpt = "raise",
     rejects: RejectsOpt = None,
+    overwrite: OverwriteOpt = False,
 ):
     """TRL's vision preference (prompt/chosen/rejected/images) or messages/images format -> pairs or prompts."""
     from vlpref.data.importers import import_trl
     from vlpref.data.store import kind_of, write_records
 
+    _fresh(out, overwrite)
     log = _rejects(on_error, rejects, out)
     records = import_trl(path, out, rejects=log)
+    _nothing(len(records), path, log)
     kind = kind_of(records[0]) if records else "pairs"
     _report(write_records(out, kind, records), kind, out, log)
 

@@ -20,15 +20,20 @@ def sample(
     n: Annotated[int | None, typer.Option(help="responses per prompt, with --model")] = None,
     augment: Annotated[str | None, typer.Option(help="also answer under augmented images: diffusion, moco, "
                                                    "mdpo-crop, … (SeVa)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="sample into OUT even though it holds something else (another "
+                                                 "run's candidates, another dataset)")] = False,
 ):
     """N responses per prompt from a pool of models, each with its own decoding settings."""
     from vlpref.candidates.sample import SampleConfig
+    from vlpref.errors import VlprefError
     from vlpref.prefs import run_sample
 
-    member = {"model": model, **({"n": n} if n else {})} if model else None
+    if n is not None and model is None:  # a recipe's pool sets n per member; --n alone would be ignored
+        raise VlprefError("--n applies with --model; set n on each pool member in the recipe instead")
+    member = {"model": model, **({"n": n} if n is not None else {})} if model else None
     cfg = recipe_config(SampleConfig, config, "sample", prompts=str(prompts) if prompts else None,
                   pool=[member] if member else None, augment={"op": augment} if augment else None)
-    run_sample(cfg, out, log=console.print)
+    run_sample(cfg, out, log=console.print, overwrite=overwrite)
     console.print(f"[green]wrote candidates[/] to {out}")
 
 

@@ -23,6 +23,8 @@ def world_generate(
     """Render scenes and write their task prompts with reference answers and scene graphs."""
     from vlpref.world.tasks import SPLIT_SEEDS, TASK_GROUPS, build_split
 
+    if images < 1:
+        raise VlprefError(f"--images must be at least 1, not {images}")
     if split not in SPLIT_SEEDS:
         raise VlprefError(f"unknown split {split!r}; choose one of {', '.join(SPLIT_SEEDS)}")
     chosen = tuple(t.strip() for t in tasks.split(",") if t.strip())

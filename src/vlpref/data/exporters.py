@@ -97,11 +97,22 @@ def export_trl(root: str | Path, out: str | Path, fmt: str = "arrow", rejects: R
                 })
             else:
                 raise VlprefError(f"{root}: holds {kind}; TRL export takes prompts or pairs")
+    _none_exported(rows, root, rejects)
     dataset = Dataset.from_list(rows)
-    if rows:
-        dataset = dataset.cast_column("images", List(Image()))
+    dataset = dataset.cast_column("images", List(Image()))
     write_hf(dataset, out, fmt)
     return len(rows)
+
+
+def _none_exported(rows: list, root: Path, rejects: RejectLog) -> None:
+    """An export with no rows is an error (checked before anything is written, so no empty output is left that
+    datasets.load_from_disk or LLaMA-Factory cannot open)."""
+    if rows:
+        return
+    if rejects.count:
+        raise VlprefError(f"{root}: every record was rejected ({rejects.count}); nothing exported; reasons in "
+                          f"{rejects.path}")
+    raise VlprefError(f"{root}: no records to export")
 
 
 def _sharegpt(turns: list[Turn], source: Path, record_id: str) -> tuple[str | None, list[dict[str, str]]]:
@@ -131,7 +142,6 @@ def export_llamafactory(
         raise VlprefError(f"{root}: LLaMA-Factory preference export takes pairs")
     source = root / RECORDS_FILE
     rejects = rejects or RejectLog(None, on_error="raise")
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
     for pair in read_records(root):
         with rejects.guard(row={"id": pair.id}):
@@ -146,6 +156,8 @@ def export_llamafactory(
             if system is not None:
                 row["system"] = system
             rows.append(row)
+    _none_exported(rows, root, rejects)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "data.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     columns = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "images": "images"}
     if any("system" in r for r in rows):

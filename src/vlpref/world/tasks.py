@@ -31,6 +31,7 @@ from pathlib import Path
 from vlpref.data.schema import Prompt, Turn
 from vlpref.data.steerlm import HELPSTEER_ATTRIBUTES, STEERLM_SUFFIX
 from vlpref.data.store import write_records
+from vlpref.errors import VlprefError
 from vlpref.world.scenes import (
     CATEGORIES,
     COLORS,
@@ -207,6 +208,8 @@ def build_split(
     seed: int = 0,
 ) -> list[Prompt]:
     """Render `images` scenes of `split` into a dataset folder with every requested task; returns the prompts."""
+    if images < 1:  # a split of no scenes would be written as an empty dataset and look like success
+        raise VlprefError(f"world split: images must be at least 1, not {images}")
     config = config or WorldConfig()
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
