@@ -221,13 +221,9 @@ def test_sample_into_another_dataset_refuses_unless_overwrite(folders, tmp_path,
     check_sample_out(tmp_path / "new", config)  # a new folder is fine
 
 
-def test_a_data_recipe_with_a_typo_or_seva_without_augment_is_refused(folders, tmp_path, monkeypatch, capsys):
-    base = f"recipe: preference-data\nsample:\n  prompts: {folders['prompts']}\npairs:\n  strategy: seva\n"
-    (tmp_path / "typo.yaml").write_text("method: sevaa\n" + base)
-    line = one_line_error(*run(monkeypatch, capsys, "prefs", "--config", str(tmp_path / "typo.yaml"), "--out",
-                               str(tmp_path / "a")))
-    assert "method" in line
-    (tmp_path / "seva.yaml").write_text("method: seva\n" + base)
+def test_a_seva_recipe_without_augment_is_refused_before_sampling(folders, tmp_path, monkeypatch, capsys):
+    (tmp_path / "seva.yaml").write_text(f"recipe: preference-data\nmethod: seva\nsample:\n  prompts: "
+                                        f"{folders['prompts']}\npairs:\n  strategy: seva\n")
     line = one_line_error(*run(monkeypatch, capsys, "prefs", "--config", str(tmp_path / "seva.yaml"), "--out",
                                str(tmp_path / "b")))
     assert "augment" in line and not (tmp_path / "b" / "candidates").exists()

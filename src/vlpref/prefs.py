@@ -30,8 +30,7 @@ from vlpref.pairs.build import PairsConfig, build_pairs
 
 class DataRecipe(StrictModel):
     recipe: Literal["preference-data"] = "preference-data"
-    method: Literal["vlfeedback", "li-lin-pei", "seva", "povid", "mdpo"] = Field(
-        description="which paper's data this builds (checked, so a typo is not silently accepted)")
+    method: str = Field(description="which paper's data this builds, for people reading the file")
     sample: SampleConfig | None = Field(default=None, description="none: the strategy needs no sampling (povid)")
     judge: JudgeConfig | None = Field(default=None, description="none: the strategy needs no ratings (seva, povid)")
     pairs: PairsConfig
