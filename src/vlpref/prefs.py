@@ -66,8 +66,8 @@ def check_sample_out(out: Path, config: SampleConfig) -> None:
         return
     hint = "choose a new folder or pass --overwrite"
     if not (out / META_FILE).is_file():
-        if (out / "journal.sqlite").is_file():
-            return  # a run that stopped before writing its candidates
+        if (out / "journal.sqlite").is_file() or (out / "prompts" / META_FILE).is_file():
+            return  # a run that stopped before writing its candidates (the world prompts are built first)
         raise VlprefError(f"--out {out} is not empty and holds no sampling run; {hint}")
     meta = read_meta(out)
     if meta["kind"] != "candidates":
