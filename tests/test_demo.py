@@ -12,6 +12,8 @@ from vlpref.demo import METRICS, ROWS
 def test_quick_demo_writes_every_row_and_resumes(tmp_path):
     out = vlpref("demo", "--quick", "--out", str(tmp_path / "demo"))
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "POPE F1: values" in out.stdout and "data, seva:" in out.stdout  # results on stdout, progress on stderr
+    assert "POPE F1" not in out.stderr and "seed 0: train" in out.stderr
     results = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert [r["method"] for r in results] == [r.name for r in ROWS]
     for row in results:

@@ -439,11 +439,14 @@ def plot(summary: list[dict], out: Path) -> list[Path]:
     return written
 
 
-def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None) -> list[dict]:
+def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None,
+             tables: Console | None = None) -> list[dict]:
+    """Progress lines go to `console` (the CLI's is stderr), the result tables to `tables` (default stdout)."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per model load would bury the demo's own lines
-    console = console or Console()
+    console = console or Console(stderr=True)
+    tables = tables or Console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     recipes = recipes_dir(config)
@@ -469,15 +472,15 @@ def run_demo(config: DemoConfig, out: str | Path, console: Console | None = None
     (out / "results-per-seed.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown(summary))
     plot(summary, out)
-    console.print(f"shapes world, seed(s) {', '.join(map(str, config.seeds))}, {config.eval_images} held-out scenes"
-                  f"{', mean±std over seeds' if len(config.seeds) > 1 else ''}:")
+    tables.print(f"shapes world, seed(s) {', '.join(map(str, config.seeds))}, {config.eval_images} held-out scenes"
+                 f"{', mean±std over seeds' if len(config.seeds) > 1 else ''}:")
     for table in console_tables(summary):
-        console.print(table)
+        tables.print(table)
     for paper in PAPERS:
         figures = [data[str(seed)][paper] for seed in config.seeds if paper in data[str(seed)]]
         if figures:
-            console.print(f"data, {paper}: " + ", ".join(f"{key} {statistics.fmean(f[key] for f in figures):g}"
-                                                         for key in figures[0]))
+            tables.print(f"data, {paper}: " + ", ".join(f"{key} {statistics.fmean(f[key] for f in figures):g}"
+                                                        for key in figures[0]))
     console.print(f"{time.perf_counter() - began:.0f} s; results in {out}/results.json, results.md, data.json and "
                   "*.png")
     log_file.close()
