@@ -66,3 +66,23 @@ def test_bad_config_key(tmp_path):
 def test_tiny_model_from_the_cli(tmp_path):
     assert vlpref("tiny", "gemma3", str(tmp_path / "g")).returncode == 0
     assert (tmp_path / "g" / "model.safetensors").is_file() and (tmp_path / "g" / "processor_config.json").is_file()
+
+
+def test_error_messages_print_brackets_as_text(monkeypatch, capsys):
+    """An error naming `[tensorboard]` keeps the word, and `[/x]` in a message does not crash rich's markup."""
+    import importlib
+
+    import pytest
+
+    from vlpref.errors import ConfigError
+
+    cli = importlib.import_module("vlpref.cli.app")  # the module, not the typer app vlpref.cli exports
+
+    def fail():
+        raise ConfigError("report_to: [tensorboard] needs the tensorboard package; [/x] is text")
+
+    monkeypatch.setattr(cli, "app", fail)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 2
+    assert "[tensorboard] needs" in capsys.readouterr().err

@@ -55,6 +55,16 @@ def test_shared_prefix_with_one_response_per_prompt(vlm, images):
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
 
 
+def test_shared_prefix_warns_nothing(vlm, images):
+    """transformers 5.25 deprecated forward's `past_key_values` (a FutureWarning on every training step)."""
+    import warnings
+
+    responses = [[vlm.response_ids("A red circle.")], [vlm.response_ids("no")]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        score_shared(vlm, chats(images)[:2], responses)
+
+
 def test_empty_response_is_an_error(vlm, images):
     with pytest.raises(ValueError, match="empty response"):
         score_shared(vlm, chats(images)[:1], [[vlm.response_ids("yes"), []]])

@@ -161,7 +161,8 @@ def run_ours(model_dir: Path, pairs: Path, batch: int, steps: int, out: Path) ->
 
     config = TrainConfig(method="dpo", data=str(pairs), model=str(model_dir), finetune="full", freeze_vision=False,
                          freeze_projector=False, lr=1e-5, schedule="constant", warmup_ratio=0.0, beta=0.1,
-                         batch_size=batch, grad_accum=1, max_steps=steps, max_length=2048, seed=0)
+                         batch_size=batch, grad_accum=1, max_steps=steps, max_length=2048, seed=0,
+                         save_each_epoch=False, save_minutes=0)  # no checkpoint inside the timed steps
     _reset_peak()
     trainer = Trainer(config, out, resume=False, log=lambda *a: None)  # precomputes the reference (timed on its own)
     trainer.run()

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from vlpref.errors import VlprefError
 
@@ -58,5 +59,5 @@ def main() -> None:
         app()
     except VlprefError as error:
         # soft_wrap: the message stays one line however narrow the terminal (scripts grep for it)
-        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)  # "[x]" stays text
         sys.exit(2)

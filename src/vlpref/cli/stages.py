@@ -114,7 +114,8 @@ def train(
     cfg = recipe_config(TrainConfig, config, None, method=method, data=str(data) if data else None, model=model, lr=lr,
                   epochs=epochs, max_steps=max_steps, seed=seed, sets=sets)
     result = run_training(cfg, out, resume=resume, log=console.print)
-    console.print(f"[green]trained[/] {result.steps} step(s); final loss {result.final_loss:.4f}; run in {out}")
+    done = "already trained" if result.finished_before else "trained"
+    console.print(f"[green]{done}[/] {result.steps} step(s); final loss {result.final_loss:.4f}; run in {out}")
 
 
 @app.command()

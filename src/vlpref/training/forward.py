@@ -157,7 +157,8 @@ def score_shared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], 
     extra = {"position_ids": positions} if positions is not None else {}
     # logits_to_keep=1: the prefix pass is wanted for its KV cache, not its logits.
     prefix = PrefixCache(config=vlm.model.config)
-    model(**{**prompt, "attention_mask": prefix_mask}, **extra, past_key_values=prefix, use_cache=True,
+    cache_arg = _cache_argument(vlm)
+    model(**{**prompt, "attention_mask": prefix_mask}, **extra, **{cache_arg: prefix}, use_cache=True,
           logits_to_keep=1)
     prefix.batch_repeat_interleave(k)  # (B, …) -> (B·k, …), row b·k + j continues prompt b
     cache = ContinuationCache.reading(prefix)
@@ -178,8 +179,17 @@ def score_shared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], 
         cont_positions = last[:, :, None] + steps  # (3, N, R+1)
     attention = torch.cat([prefix_mask.repeat_interleave(k, dim=0), cont_mask], dim=1)  # (N, Tp + R+1)
     logits = model(input_ids=input_ids, attention_mask=attention, position_ids=cont_positions,
-                   past_key_values=cache, use_cache=True).logits  # (N, R+1, V)
+                   **{cache_arg: cache}, use_cache=True).logits  # (N, R+1, V)
     return Scored(logits, labels)
+
+
+def _cache_argument(vlm: VLM) -> str:
+    """transformers 5.25 renamed forward's `past_key_values` to `cache` (the old name warns on every call); we
+    support >= 5.23, so ask the model class which name it takes."""
+    import inspect
+
+    forward = type(vlm.model.get_base_model() if hasattr(vlm.model, "get_base_model") else vlm.model).forward
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def score_unshared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], model=None) -> Scored:
