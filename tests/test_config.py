@@ -104,7 +104,7 @@ def test_set_reaches_any_key_dotted_for_nested_ones():
     assert (cfg.lr, cfg.lora.r, cfg.lora.alpha, cfg.max_grad_norm, cfg.seed) == (1e-4, 8, 8.0, None, 3)
     assert cfg.lora.target_modules == ["q_proj", "v_proj"] and cfg.beta == 0.5
     assert base["lora"]["r"] == 4  # the recipe's dict is not changed
-    recipe = overlay(DataRecipe, {"method": "x", "judge": None, "pairs": {"strategy": "seva"},
+    recipe = overlay(DataRecipe, {"method": "seva", "judge": None, "pairs": {"strategy": "seva"},
                                   "sample": {"pool": [{"model": "a"}, {"model": "b"}]}},
                      {}, sets=["judge.rubric=helpsteer", "sample.pool.1.n=5"])
     assert recipe.judge.rubric == "helpsteer" and recipe.sample.pool[1].n == 5
@@ -134,8 +134,17 @@ def test_bad_set_items_name_the_item(item, message):
 def test_bad_set_list_entries():
     from vlpref.config import overlay
 
-    base = {"method": "x", "pairs": {"strategy": "seva"}, "sample": {"pool": [{"model": "a"}]}}
+    base = {"method": "seva", "pairs": {"strategy": "seva"}, "sample": {"pool": [{"model": "a"}]}}
     with pytest.raises(ConfigError, match=r"--set sample\.pool\.3\.n: sample\.pool has 1 entries \(0 to 0\)"):
         overlay(DataRecipe, base, {}, sets=["sample.pool.3.n=2"])
     with pytest.raises(ConfigError, match=r"sample\.pool is a list; pick an entry by number, e\.g\. sample\.pool\.0"):
         overlay(DataRecipe, base, {}, sets=["sample.pool.n=2"])
+
+
+def test_a_data_recipe_method_must_be_a_method():
+    """`method: sevaa` was accepted as free text (a recipe that names no paper runs without a word)."""
+    from vlpref.config import overlay
+
+    with pytest.raises(ConfigError, match="method"):
+        overlay(DataRecipe, {"method": "sevaa", "pairs": {"strategy": "povid"}}, {})
+    assert overlay(DataRecipe, {"method": "povid", "pairs": {"strategy": "povid"}}, {}).method == "povid"

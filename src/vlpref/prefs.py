@@ -30,7 +30,8 @@ from vlpref.pairs.build import PairsConfig, build_pairs
 
 class DataRecipe(StrictModel):
     recipe: Literal["preference-data"] = "preference-data"
-    method: str = Field(description="which paper's data this builds, for people reading the file")
+    method: Literal["vlfeedback", "li-lin-pei", "seva", "povid"] = Field(
+        description="which paper's data this builds (its pair rule is `pairs.strategy`)")
     sample: SampleConfig | None = Field(default=None, description="none: the strategy needs no sampling (povid)")
     judge: JudgeConfig | None = Field(default=None, description="none: the strategy needs no ratings (seva, povid)")
     pairs: PairsConfig
