@@ -29,7 +29,8 @@ def ran(monkeypatch) -> dict:
             return result
         return run
 
-    monkeypatch.setattr(vlpref.training.trainer, "train", keep("train", SimpleNamespace(steps=1, final_loss=0.0)))
+    monkeypatch.setattr(vlpref.training.trainer, "train", keep("train", SimpleNamespace(
+        steps=1, final_loss=0.0, finished_before=False)))
     monkeypatch.setattr(vlpref.prefs, "run_recipe", keep("prefs"))
     monkeypatch.setattr(vlpref.demo, "run_demo", keep("demo"))
     return got

@@ -26,6 +26,18 @@ from vlpref.training.trainer import Trainer, train
 QUIET = {"log": lambda *a: None}
 
 
+@pytest.fixture(autouse=True)
+def default_signal_handlers():
+    """Python's own SIGINT/SIGTERM handling for each test. A shell runs background jobs (`make test &`) with SIGINT
+    ignored, and the trainer rightly leaves an ignored signal ignored: without this, the suite failed there."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
 def signal_after(monkeypatch, step: int, signum: int) -> None:
     """A real signal to this process at the end of optimizer step `step` (1-based), as Ctrl-C or kill would send."""
     original = Trainer._step
