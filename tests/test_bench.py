@@ -24,8 +24,14 @@ def test_bench_dpo_matches_trl_loss_and_reports_its_keys():
     assert result["loss_abs_diff"] <= 1e-4  # same weights, same batch: our loss is TRL's
     assert result["loss"] != pytest.approx(0.6931, abs=1e-3)  # the check's reference differs from the policy
     for key in ("pairs_per_s", "trl_pairs_per_s", "speedup", "peak_mem_mb", "trl_peak_mem_mb", "flops_per_s",
-                "matmul_peak_flops_per_s"):
+                "matmul_peak_flops_per_s", "trl_flops_per_s"):
         assert result[key] > 0, key
+    # both runs' step 1 trained the same pairs: each side's summed log-probs agree, over the same tokens
+    # (100 words + "." + </s> = 102 for every chosen answer)
+    step1 = result["step1"]
+    assert step1["tokens_identical"] and step1["tokens_chosen"] == [102, 102]
+    assert step1["logps_chosen_abs_diff"] <= 1e-3 and step1["logps_rejected_abs_diff"] <= 1e-3
+    assert result["check"]["logps_rejected_abs_diff"] <= 1e-3  # and in the loss check, with the second model
 
 
 def test_bench_view_pages_and_filters_a_synthetic_dataset():

@@ -59,19 +59,80 @@ def bench_view_cmd(
     console.print_json(data=result)
 
 
+def _layout(name: str, shrink: bool):
+    """The named bench layout (`bench.layouts.LAYOUTS`), at tiny widths with `shrink`; one line naming the valid
+    ones otherwise."""
+    from vlpref.bench.layouts import LAYOUTS
+    from vlpref.errors import VlprefError
+
+    if name not in LAYOUTS:
+        raise VlprefError(f"--layout {name!r} is not a bench layout; choose one of {', '.join(LAYOUTS)}")
+    return LAYOUTS[name].shrunk() if shrink and name != "tiny" else LAYOUTS[name]
+
+
+def _choice(option: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    from vlpref.errors import VlprefError
+
+    if value is not None and value not in allowed:
+        raise VlprefError(f"{option} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+LayoutOpt = Annotated[str, typer.Option(help="tiny (CPU), or a real checkpoint's sizes with random weights: "
+                                             "llava-1.5-7b, llava-1.5-13b, qwen2-vl-2b, qwen2-vl-7b, qwen2.5-vl-3b, "
+                                             "qwen2.5-vl-7b, idefics3-8b")]
+ShrinkOpt = Annotated[bool, typer.Option(help="the layout at the tiny test widths and depths (its vocabulary and "
+                                              "image tokens kept): the real-layout code path on a CPU")]
+DtypeOpt = Annotated[str, typer.Option(help="float32, or bfloat16 (bf16 weights under bf16 autocast)")]
+DeviceOpt = Annotated[str | None, typer.Option(help="cpu or cuda; default: cuda when there is one")]
+ThreadsOpt = Annotated[int, typer.Option(help="torch CPU threads (ignored on a GPU)")]
+
+
 @bench_app.command("dpo")
 def bench_dpo_cmd(
     json_path: JsonOpt = Path("runs/bench-dpo.json"),
-    batch_size: Annotated[int, typer.Option(help="pairs per step, both sides")] = 4,
-    steps: Annotated[int, typer.Option(help="training steps per side (the first is not timed)")] = 20,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (ignored on a GPU)")] = 2,
+    layout: LayoutOpt = "tiny",
+    finetune: Annotated[str | None, typer.Option(help="lora or full; default: full for tiny, lora otherwise")] = None,
+    dtype: DtypeOpt = "float32",
+    batch_size: Annotated[int, typer.Option(min=1, help="pairs per step, both sides")] = 4,
+    steps: Annotated[int, typer.Option(min=2, help="training steps per side (the first is not timed)")] = 20,
+    device: DeviceOpt = None,
+    shrink: ShrinkOpt = False,
+    threads: ThreadsOpt = 2,
 ):
-    """Our DPO step against TRL's DPOTrainer on the same tiny LLaVA-1.5-shaped model, data and batch: throughput,
-    step-1 loss difference, peak memory, FLOP rate."""
+    """Our DPO step against TRL's DPOTrainer on the same random-weight model, pairs and batches: throughput (per
+    step, per epoch with our reference precompute), step-1 log-probs of each side and the tokens scored, peak memory,
+    MFU."""
     from vlpref.bench import write_json
     from vlpref.bench.dpo import bench_dpo
 
-    result = bench_dpo(batch_size, steps, threads)
+    _choice("--finetune", finetune, ("lora", "full"))
+    _choice("--dtype", dtype, ("float32", "bfloat16"))
+    _choice("--device", device, ("cpu", "cuda"))
+    result = bench_dpo(batch_size, steps, threads, layout=_layout(layout, shrink), finetune=finetune, dtype=dtype,
+                       device=device)
     write_json(result, json_path)
     console.print_json(data=result)
 
+
+@bench_app.command("train-all")
+def bench_train_all_cmd(
+    json_path: JsonOpt = Path("runs/bench-train-all.json"),
+    layout: LayoutOpt = "tiny",
+    dtype: DtypeOpt = "float32",
+    batch_size: Annotated[int, typer.Option(min=1, help="examples per step")] = 4,
+    steps: Annotated[int, typer.Option(min=1, help="optimizer steps per run")] = 4,
+    device: DeviceOpt = None,
+    shrink: ShrinkOpt = False,
+    threads: ThreadsOpt = 2,
+):
+    """Every objective and method (dpo, povid, mdpo, online reference, gradient checkpointing, full fine-tuning,
+    sft, rs, steerlm) for a few steps: finite losses, step times, peak memory; the exported models load and
+    generate."""
+    from vlpref.bench import write_json
+    from vlpref.bench.train_all import bench_train_all
+
+    _choice("--dtype", dtype, ("float32", "bfloat16"))
+    _choice("--device", device, ("cpu", "cuda"))
+    result = bench_train_all(_layout(layout, shrink), dtype, batch_size, steps, device, threads)
+    write_json(result, json_path)
+    console.print_json(data=result)
