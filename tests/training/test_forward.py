@@ -1,5 +1,7 @@
 """Prefix sharing is exact: per-response log-probs and parameter gradients equal the unshared computation, on every
-supported architecture (fp32, relative 1e-5)."""
+supported architecture (fp32, relative 1e-5). Prefix sharing packs each prompt's responses into one row under a block
+attention mask (`score_shared`), so these tests cover the mask, the per-response positions (Qwen's M-RoPE included),
+Gemma3's image blocks and sliding window, and `split_sdpa`'s two-call attention."""
 
 from __future__ import annotations
 
@@ -83,10 +85,13 @@ def test_shared_prefix_is_exact_under_gradient_checkpointing(vlm, images):
     vlm.model.train()  # checkpointing acts in training mode only (the tiny models have no dropout)
     try:
         shared, _, shared_grads = _logps_and_grads(vlm, score_shared, batch_chats, responses)
+        # the unshared layout too (image-contrast pairs, mDPO's and POVID's extra terms): no cache to replay into
+        checkpointed, _, _ = _logps_and_grads(vlm, score_unshared, batch_chats, responses)
     finally:
         vlm.model.gradient_checkpointing_disable()
         vlm.model.eval()
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(checkpointed, plain, rtol=1e-5, atol=1e-5)
     scale = max(g.abs().max() for g in plain_grads if g is not None)
     for a, b in zip(shared_grads, plain_grads, strict=True):
         assert (a is None) == (b is None)
@@ -113,3 +118,51 @@ def test_sliding_window_models_stay_exact_past_the_window(tiny_dirs, images):
         shared, _ = summed(score_shared(narrow, batch_chats, responses))
         plain, _ = summed(score_unshared(narrow, batch_chats, responses))
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llava", "gemma3"])
+def test_shared_prefix_is_exact_with_eager_attention(tiny_dirs, images, arch):
+    """Eager attention takes the block mask as an additive float mask (Gemma3: with its image blocks and sliding
+    window, narrowed to 8 here so that the window cuts into every sequence)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(tiny_dirs[arch])
+    if arch == "gemma3":
+        config.text_config.sliding_window = 8
+    from transformers import AutoModelForImageTextToText
+
+    from vlpref.models.vlm import load_processor
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_dirs[arch], config=config,
+                                                        attn_implementation="eager").eval()
+    eager = VLM(model, load_processor(tiny_dirs[arch]))
+    responses = [[eager.response_ids(a), eager.response_ids(b)] for a, b in PAIRS]
+    with torch.no_grad():
+        shared, _ = summed(score_shared(eager, chats(images), responses))
+        plain, _ = summed(score_unshared(eager, chats(images), responses))
+    assert model.config.get_text_config()._attn_implementation == "eager"
+    torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_split_sdpa_equals_one_masked_call():
+    """split_sdpa's two calls (the prompts' causal square, then the response rows) and its last-layer shortcut
+    give what one SDPA call under the full mask gives, on the rows they compute."""
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from vlpref.training.forward import split_sdpa
+
+    torch.manual_seed(0)
+    b, h, t, d, n0 = 2, 2, 9, 4, 5
+    query, key, value = (torch.randn(b, h, t, d) for _ in range(3))
+    allowed = torch.ones(t, t, dtype=torch.bool).tril().expand(b, 1, t, t).clone()
+    allowed[0, 0, 7:, 5:7] = False  # row 0: response 1 (7, 8) does not see response 0 (5, 6)
+    allowed.prefix_end, allowed.prefix_causal, allowed.outputs_from = n0, True, n0 - 1
+    config = SimpleNamespace(num_hidden_layers=2)
+    dense, _ = sdpa_attention_forward(SimpleNamespace(is_causal=True), query, key, value, allowed)
+    inner, _ = split_sdpa(SimpleNamespace(is_causal=True, layer_idx=0, config=config), query, key, value, allowed)
+    last, _ = split_sdpa(SimpleNamespace(is_causal=True, layer_idx=1, config=config), query, key, value, allowed)
+    torch.testing.assert_close(inner, dense)
+    torch.testing.assert_close(last[:, n0 - 1:], dense[:, n0 - 1:])
+    assert not last[:, : n0 - 1].any()  # not computed: nothing downstream reads them

@@ -2,34 +2,42 @@
 response to it (chosen and rejected), or the plain unshared layout.
 
     >>> from vlpref.training.forward import score_examples, score_shared, summed
-    >>> scored = score_shared(vlm, chats, [[chosen_ids, rejected_ids], ...])   # one prefix pass per prompt
+    >>> scored = score_shared(vlm, chats, [[chosen_ids, rejected_ids], ...])   # one pass per prompt
     >>> logps, counts = summed(scored)                                           # (2B,), (2B,) row 2b = chosen b
     >>> logps, counts = score_examples(vlm, examples, root)                      # (B, 2), (B, 2) from Examples
 
 Why share. A DPO pair is one prompt (576 image tokens for LLaVA-1.5, ~100 text tokens) and two responses (~100
 tokens each). The usual layout (TRL's) concatenates chosen and rejected into 2B full sequences, so the vision tower
-and every prompt token run twice, forward and backward. Here the prompt runs once, its keys and values (the KV cache,
-still attached to the autograd graph) are repeated for each response, and the responses continue from it. Gradients
-flow back through the cache into the prompt's computation, so log-probs and parameter gradients equal the unshared
-ones (tests/training/test_forward.py checks both on every supported architecture, fp32, relative 1e-5).
+and every prompt token run twice, forward and backward. Here each prompt's row is packed as
 
-How the continuation is made exact on right-padded prompts:
-- the prefix pass covers each prompt minus its last token (that token is masked out of the prefix), so that the
-  continuation's first position is the last prompt token, whose logits predict the first response token;
-- padding between a short prompt and its continuation stays in the cache but is masked out of attention;
-- each continuation token gets its position explicitly: the last prompt token's position + 0, 1, 2 … (for Qwen-VL's
-  3-D M-RoPE, text positions after the image, equal in the three axes), which is what the model computes itself for
-  the unpadded, unshared sequence.
+    [prompt | response 0 | response 1 | … | padding]       one row per prompt, one forward and one backward
 
-Gradient checkpointing. transformers drops the cache inside checkpointed layers unless a layer declares it only
-reads it (`_can_checkpoint_with_cache`), because a replayed layer would append its keys a second time. So the
-prefix pass writes a `PrefixCache` whose replay finds its layer filled and returns what it computed without storing
-it again, and the continuation reads a `ContinuationCache` that returns prefix + new keys and stores nothing: a
-replay sees exactly what the first pass saw. With those two, `allow_checkpointing` marks the model's layers as
-cache-readers, and prefix sharing stays exact under (non-reentrant) checkpointing — tested like the rest.
+under a block attention mask: prompt tokens attend causally among themselves; a response token attends to the
+whole prompt and causally to its own response, never to another response. Each response gets the positions it has
+in its own unshared sequence (both start right after the prompt), so every token sees exactly the keys, values and
+rotary positions of the unshared computation: log-probs and parameter gradients equal the unshared ones
+(tests/training/test_forward.py checks both on every supported architecture, fp32, relative 1e-5).
 
-Pairs whose sides have different images (image-contrast data) use `score_unshared`, and so does a batch of a
-sliding-window model (Gemma3) whose padded prompt + response reaches the window (see `score_shared`).
+Per family:
+- Qwen2-VL / Qwen2.5-VL take their 3-D M-RoPE positions explicitly: the prompt's from the model's own
+  `get_rope_index`, each response's continuing after the prompt's last position, equal on the three axes (text).
+- Gemma3: image tokens attend to their whole image block (both directions), as the model's own mask does, and its
+  sliding-window layers get their own mask, the window measured in positions: each response sees the window it
+  would see unshared (the padding between rows no longer counts, as it did when the prompt was a KV cache).
+- The mask is a boolean (B, 1, T, T) tensor for SDPA, an additive float one for eager attention, a BlockMask for
+  FlexAttention (whichever the model was loaded with). Flash-attention kernels take no such mask: a model loaded
+  with one is scored unshared (exact, not shared).
+
+Attention cost. SDPA skips nothing under a general mask, so one dense call over the packed row would do about twice
+the attention work of the old KV-cache layout (measured: 2.3x on CPU). `split_sdpa` (the language model's SDPA
+layers are switched to it) makes two calls instead: the prompts' causal square, then the response rows against all
+keys; and in the last layer it computes only the queries whose logits are kept, as the cache layout did. On the
+`vlpref bench dpo` model (2 layers) the forward + backward of a batch is then faster than the cache layout's.
+
+The logits are computed only from the earliest prompt end onward (`logits_to_keep`), and gathered into the layout of
+`Scored`: row (b, j) holds response j of prompt b, position 0 the prompt's last token.
+
+Pairs whose sides have different images (image-contrast data) use `score_unshared`.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import DynamicCache
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from vlpref.models.vlm import TOKEN_ALIGNED_KEYS, VLM, Chat
@@ -60,34 +69,10 @@ class Scored:
     labels: torch.Tensor
 
 
-class PrefixCache(DynamicCache):
-    """Written once by the prefix pass. A checkpoint replay of that pass finds its layer filled and returns the
-    recomputed keys and values as the first pass did (from an empty cache: just them), storing nothing."""
-
-    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-        if layer_idx < len(self.layers) and self.layers[layer_idx].get_seq_length() > 0:
-            return key_states, value_states
-        return super().update(key_states, value_states, layer_idx, *args, **kwargs)
-
-
-class ContinuationCache(DynamicCache):
-    """Reads a PrefixCache's layers: returns prefix + new keys and values and stores nothing, so every call —
-    first pass or checkpoint replay — sees the same prefix."""
-
-    @classmethod
-    def reading(cls, prefix: PrefixCache) -> ContinuationCache:
-        cache = cls.__new__(cls)
-        cache.__dict__.update(prefix.__dict__)  # shares the layers; neither cache changes them from here on
-        return cache
-
-    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-        layer = self.layers[layer_idx]
-        return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
-
-
 def allow_checkpointing(model: torch.nn.Module) -> None:
-    """Let gradient-checkpointed layers keep the cache argument (they only read a ContinuationCache and write a
-    PrefixCache idempotently, see the module docstring)."""
+    """Let gradient-checkpointed layers keep the cache argument. Needed by the KV-cache layout this module used
+    before the packed one; every pass here now runs with use_cache=False, so a layer has no cache to keep and this
+    changes nothing. It stays until the trainer stops calling it."""
     for module in model.modules():
         if isinstance(module, GradientCheckpointingLayer):
             module._can_checkpoint_with_cache = True
@@ -106,23 +91,177 @@ def _pad(rows: list[list[int]], value: int, device) -> torch.Tensor:
     return out
 
 
-def _positions(vlm: VLM, prompt: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    """Explicit rotary positions of the (right-padded) prompt: (3, B, Tp) for M-RoPE models, None for the others
-    (their default, 0 … Tp-1 per row, is already right for right padding)."""
-    if vlm.model.config.model_type not in MROPE_TYPES:
-        return None
-    kwargs = {k: prompt[k] for k in ("image_grid_thw", "video_grid_thw", "mm_token_type_ids") if k in prompt}
-    positions, _ = vlm.model.model.get_rope_index(prompt["input_ids"], attention_mask=prompt["attention_mask"],
-                                                  **kwargs)
-    return positions
+def _image_blocks(token_type_ids: torch.Tensor) -> torch.Tensor:
+    """Gemma3's image blocks: (B, T) ids, one per run of image tokens (token type 1), -1 elsewhere. Tokens of one
+    block attend to each other in both directions (transformers' `get_block_sequence_ids_for_mask`)."""
+    image = token_type_ids == 1
+    starts = image & ~torch.nn.functional.pad(image, (1, 0))[:, :-1]
+    return torch.where(image, starts.cumsum(1) - 1, -1)
 
 
-def _sliding_window(vlm: VLM) -> int | None:
-    """The sliding window of a model with sliding-window attention layers (Gemma3), else None."""
+def _attention_masks(vlm: VLM, allowed: torch.Tensor, prefix_end: int, prefix_causal: bool) -> torch.Tensor:
+    """`allowed` (B, T, T) bool, query × key, in the form the model's attention implementation takes: a (B, 1, T, T)
+    bool tensor for SDPA (marked for `split_sdpa` with the shortest prompt's length and whether every row's first
+    `prefix_end` queries attend causally), an additive float tensor for eager attention, a BlockMask for
+    FlexAttention."""
+    impl = vlm.model.config.get_text_config()._attn_implementation
+    if impl == "flex_attention":
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        b, t, _ = allowed.shape
+        return create_block_mask(lambda bi, h, q, k: allowed[bi, q, k], b, None, t, t, device=allowed.device)
+    if impl == "eager":
+        dtype = vlm.model.dtype
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)[:, None]
+    mask = allowed[:, None]
+    # attributes, read by split_sdpa: the model passes a 4-D mask through to the attention layers untouched
+    mask.prefix_end, mask.prefix_causal, mask.outputs_from = prefix_end, prefix_causal, prefix_end - 1
+    return mask
+
+
+def split_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """SDPA over packed rows, in two calls: SDPA's kernels skip nothing for a general mask, and a dense (T × T)
+    mask over [prompt | chosen | rejected] costs about twice the attention of the prompt's causal square plus the
+    responses' rows against all keys (LLaVA-1.5: ~600-token prompts, ~100-token answers).
+
+    query: (B, H, T, d), key/value: (B, Hkv, T, d), attention_mask: (B, 1, T, T) bool marked by `_attention_masks`
+    with n0 = `prefix_end`, the shortest prompt's length. Queries before n0 are prompt tokens in every row and see
+    only keys before n0: causally (no mask), or under the mask's square where Gemma3's image blocks or a sliding
+    window make it other than causal. Queries from n0 on take their mask rows against all keys.
+
+    In the last layer only the queries from `outputs_from` (the first position whose logits are kept) reach the
+    loss; the prompt's others are left at zero, unattended, as the KV-cache layout never computed them either (its
+    prompt pass was wanted for its keys and values alone). Returns (B, T, H, d), as SDPA does.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    n0 = getattr(attention_mask, "prefix_end", None)
+    if n0 is None or n0 >= query.shape[2]:  # not a packed row (or no response): plain SDPA
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    if getattr(module, "layer_idx", None) == module.config.num_hidden_layers - 1:
+        start = attention_mask.outputs_from
+        used, _ = sdpa_attention_forward(module, query[:, :, start:], key, value, attention_mask[:, :, start:],
+                                         **kwargs)
+        return torch.cat([used.new_zeros(used.shape[0], start, *used.shape[2:]), used], dim=1), None
+    head_mask = None if attention_mask.prefix_causal else attention_mask[:, :, :n0, :n0]
+    head, _ = sdpa_attention_forward(module, query[:, :, :n0], key[:, :, :n0], value[:, :, :n0], head_mask,
+                                     **{**kwargs, "is_causal": True})
+    tail, _ = sdpa_attention_forward(module, query[:, :, n0:], key, value, attention_mask[:, :, n0:], **kwargs)
+    return torch.cat([head, tail], dim=1), None
+
+
+# Registered once: the attention function, and transformers' SDPA mask builder under the same name, so that every
+# other forward (generation, unshared scoring) of a model switched to it builds the masks SDPA takes.
+AttentionInterface.register("vlpref_split_sdpa", split_sdpa)
+AttentionMaskInterface.register("vlpref_split_sdpa", sdpa_mask)
+
+
+def use_split_sdpa(vlm: VLM) -> None:
+    """Switch the language model's SDPA layers to `split_sdpa` (plain SDPA for any mask not marked as packed).
+
+    For good, not per call: a gradient-checkpointing replay must run the same operations as the forward it replays.
+    The setting is not saved with the model (transformers does not serialise the attention implementation)."""
     text = vlm.model.config.get_text_config()
-    layer_types = getattr(text, "layer_types", None) or []
-    window = getattr(text, "sliding_window", None)
-    return window if window and "sliding_attention" in layer_types else None
+    if text._attn_implementation == "sdpa":
+        text._attn_implementation = "vlpref_split_sdpa"
+
+
+def packs(vlm: VLM) -> bool:
+    """Whether the model's attention takes an arbitrary mask (flash-attention kernels do not)."""
+    return vlm.model.config.get_text_config()._attn_implementation in ("sdpa", "vlpref_split_sdpa", "eager",
+                                                                       "flex_attention")
+
+
+@dataclass
+class Packed:
+    """Each prompt's row [prompt | response 0 | response 1 | … | padding], all (B, T) long tensors.
+
+    segment: 0 in the prompt, j+1 in response j, -1 in padding; position: the text position each token has in its
+    own unshared sequence (responses restart right after the prompt); start: where the token's own part begins
+    (0 in the prompt, the response's first index in a response, 0 in padding)."""
+
+    input_ids: torch.Tensor
+    segment: torch.Tensor
+    position: torch.Tensor
+    start: torch.Tensor
+    lengths: list[int]  # prompt lengths n_b
+
+
+def _pack(prompt: dict[str, torch.Tensor], responses: list[list[list[int]]], pad_id: int) -> Packed:
+    device = prompt["input_ids"].device
+    lengths = prompt["attention_mask"].sum(-1).tolist()  # right padding: row b's prompt is positions 0 … n_b-1
+    ids, segments, positions, starts = [], [], [], []
+    for b, n in enumerate(lengths):
+        ids.append(prompt["input_ids"][b, :n].tolist())
+        segments.append([0] * n)
+        positions.append(list(range(n)))
+        starts.append([0] * n)
+        for j, r in enumerate(responses[b]):
+            starts[-1] += [len(ids[-1])] * len(r)
+            ids[-1] += r
+            segments[-1] += [j + 1] * len(r)
+            positions[-1] += range(n, n + len(r))
+    return Packed(_pad(ids, pad_id, device), _pad(segments, -1, device), _pad(positions, 0, device),
+                  _pad(starts, 0, device), lengths)
+
+
+def _rope_positions(vlm: VLM, prompt: dict[str, torch.Tensor], packed: Packed) -> torch.Tensor:
+    """Qwen-VL's M-RoPE positions of the packed rows, (3, B, T): the prompt's from the model's own `get_rope_index`,
+    each response continuing from the prompt's last position + 1, equal on the three axes (text after the image)."""
+    kwargs = {k: prompt[k] for k in ("image_grid_thw", "video_grid_thw", "mm_token_type_ids") if k in prompt}
+    rope, _ = vlm.model.model.get_rope_index(prompt["input_ids"], attention_mask=prompt["attention_mask"], **kwargs)
+    n = torch.tensor(packed.lengths, device=rope.device)
+    last = rope[:, torch.arange(len(n), device=rope.device), n - 1]  # (3, B)
+    out = last[:, :, None] + (packed.position - n[:, None] + 1)  # (3, B, T) right in the responses
+    in_prompt = packed.segment == 0
+    out[:, in_prompt] = torch.nn.functional.pad(rope, (0, out.shape[-1] - rope.shape[-1]))[:, in_prompt]
+    return out
+
+
+def _block_mask(vlm: VLM, packed: Packed, token_type_ids: torch.Tensor | None) -> torch.Tensor | dict:
+    """The attention mask(s) of the packed rows, in the model's form (see `_attention_masks`); a dict by layer type
+    for models with sliding-window layers (Gemma3)."""
+    segment, width = packed.segment, packed.segment.shape[1]
+    index = torch.arange(width, device=segment.device)
+    # Query × key (B, T, T): key k is visible to query q when k <= q and k is in the prompt or in q's own part
+    # (k >= its start). A padding query's part starts at itself, so it sees itself only (a row masked everywhere
+    # gives NaN in SDPA, which backward would spread); no real query reaches a padding key.
+    own_start = torch.where(segment >= 0, packed.start, index)
+    prompt_end = torch.tensor(packed.lengths, device=segment.device)[:, None, None]
+    allowed = (index[None, :] <= index[:, None]) & ((index < prompt_end) | (index >= own_start[:, :, None]))
+    causal_prompts = True  # whether every row's first min(lengths) queries attend causally (for split_sdpa)
+    if vlm.model.config.model_type == "gemma3" and token_type_ids is not None:
+        # Gemma3: the tokens of one image attend to each other in both directions, as its own mask has them
+        blocks = _image_blocks(token_type_ids)
+        allowed |= (blocks[:, :, None] == blocks[:, None, :]) & (blocks[:, :, None] >= 0)
+        causal_prompts = False
+    n0, text = min(packed.lengths), vlm.model.config.get_text_config()
+    if "sliding_attention" not in (getattr(text, "layer_types", None) or []):
+        return _attention_masks(vlm, allowed, n0, causal_prompts)
+    # the window measured in positions (each response's unshared distances), not in packed indices
+    near = packed.position[:, :, None] - packed.position[:, None, :] < text.sliding_window
+    near |= (segment < 0)[:, :, None]
+    return {"full_attention": _attention_masks(vlm, allowed, n0, causal_prompts),
+            "sliding_attention": _attention_masks(vlm, allowed & near, n0,
+                                                  causal_prompts and n0 <= text.sliding_window)}
+
+
+def _response_rows(logits: torch.Tensor, first: int, packed: Packed, responses: list[list[list[int]]]) -> Scored:
+    """Scored rows (b, j) from the packed logits (B, keep, V), whose column c is packed position first + c: the
+    prompt's last token predicts response j's first token, then each response token the next."""
+    flat = [r for per_prompt in responses for r in per_prompt]
+    longest = max(len(r) for r in flat)
+    picks = []  # (N, R+1) indices into logits flattened to (B·keep, V)
+    for b, n in enumerate(packed.lengths):
+        start = n
+        for r in responses[b]:
+            columns = [n - 1, *range(start, start + len(r) - 1)]
+            columns += [n - 1] * (longest + 1 - len(columns))  # past the response: any column, labels IGNORE there
+            picks.append([b * logits.shape[1] + c - first for c in columns])
+            start += len(r)
+    picked = logits.flatten(0, 1)[torch.tensor(picks, device=logits.device)]  # (N, R+1, V)
+    return Scored(picked, _pad([[IGNORE, *r] for r in flat], IGNORE, logits.device))
 
 
 def score_shared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], model=None) -> Scored:
@@ -135,69 +274,37 @@ def score_shared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], 
     k = len(responses[0])
     if any(len(r) != k for r in responses) or len(responses) != len(chats):
         raise ValueError("score_shared needs one list of k responses per chat, the same k for every chat")
-    model, device = model or vlm.model, vlm.device
-    prompt = vlm.encode(chats, padding_side="right")
-    mask = prompt["attention_mask"]  # (B, Tp)
-    lengths = mask.sum(-1)  # (B,) right padding: row b's prompt is positions 0 … n_b-1
-    rows = torch.arange(len(chats), device=device)
-    last_token = prompt["input_ids"][rows, lengths - 1]  # (B,)
-    for key in TOKEN_ALIGNED_KEYS:  # the last prompt token is re-run as text: it must not be an image token
-        if key in prompt and bool(prompt[key][rows, lengths - 1].any()):
-            raise ValueError(f"{vlm.name}: a prompt ends with an image token; prefix sharing needs a text token last")
-
-    window = _sliding_window(vlm)
-    if window is not None and mask.shape[1] + max(len(r) for rs in responses for r in rs) + 1 >= window:
-        # Sliding-window layers (Gemma3) keep the last `window` cache slots, and here slots include the padding
-        # after short prompts: once prompt + response reach the window the shared cache drops or keeps the wrong
-        # keys. The unshared layout is exact there (transformers masks by position).
-        return score_unshared(vlm, chats, responses, model=model)
-    positions = _positions(vlm, prompt)  # (3, B, Tp) or None
-    prefix_mask = mask.clone()
-    prefix_mask[rows, lengths - 1] = 0  # the last token is computed in the continuation instead
-    extra = {"position_ids": positions} if positions is not None else {}
-    # logits_to_keep=1: the prefix pass is wanted for its KV cache, not its logits.
-    prefix = PrefixCache(config=vlm.model.config)
-    cache_arg = _cache_argument(vlm)
-    model(**{**prompt, "attention_mask": prefix_mask}, **extra, **{cache_arg: prefix}, use_cache=True,
-          logits_to_keep=1)
-    prefix.batch_repeat_interleave(k)  # (B, …) -> (B·k, …), row b·k + j continues prompt b
-    cache = ContinuationCache.reading(prefix)
-
-    flat = [r for per_prompt in responses for r in per_prompt]
-    if any(len(r) == 0 for r in flat):
+    if any(len(r) == 0 for rs in responses for r in rs):
         raise ValueError("an empty response has nothing to score (at least the end-of-turn token is expected)")
-    starts = lengths.repeat_interleave(k) - 1  # (N,) index of the last prompt token
-    cont = [[int(last_token[i // k])] + r for i, r in enumerate(flat)]
-    input_ids = _pad(cont, vlm.tokenizer.pad_token_id, device)  # (N, R+1)
-    cont_mask = (_pad(cont, -1, device) != -1).long()
-    labels = _pad([[IGNORE] + r for r in flat], IGNORE, device)  # (N, R+1)
-    steps = torch.arange(input_ids.shape[1], device=device)
-    if positions is None:
-        cont_positions = starts[:, None] + steps  # (N, R+1)
-    else:  # text after the image: one position, the same on the three M-RoPE axes
-        last = positions[:, rows, lengths - 1].repeat_interleave(k, dim=1)  # (3, N)
-        cont_positions = last[:, :, None] + steps  # (3, N, R+1)
-    attention = torch.cat([prefix_mask.repeat_interleave(k, dim=0), cont_mask], dim=1)  # (N, Tp + R+1)
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=cont_positions,
-                   **{cache_arg: cache}, use_cache=True).logits  # (N, R+1, V)
-    return Scored(logits, labels)
-
-
-def _cache_argument(vlm: VLM) -> str:
-    """transformers 5.25 renamed forward's `past_key_values` to `cache` (the old name warns on every call); we
-    support >= 5.23, so ask the model class which name it takes."""
-    import inspect
-
-    forward = type(vlm.model.get_base_model() if hasattr(vlm.model, "get_base_model") else vlm.model).forward
-    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+    if not packs(vlm):
+        return score_unshared(vlm, chats, responses, model=model)
+    use_split_sdpa(vlm)
+    prompt = vlm.encode(chats, padding_side="right")
+    packed = _pack(prompt, responses, vlm.tokenizer.pad_token_id)
+    width = packed.input_ids.shape[1]
+    # image markers (Gemma3's token_type_ids, Qwen's mm_token_type_ids) in the prompt part; responses are text
+    marks = {key: torch.nn.functional.pad(prompt[key], (0, width - prompt[key].shape[1])) * (packed.segment == 0)
+             for key in TOKEN_ALIGNED_KEYS if key in prompt}
+    positions = (_rope_positions(vlm, prompt, packed) if vlm.model.config.model_type in MROPE_TYPES
+                 else packed.position)
+    mask = _block_mask(vlm, packed, marks.get("token_type_ids"))
+    images = {key: v for key, v in prompt.items() if key not in ("input_ids", "attention_mask", *TOKEN_ALIGNED_KEYS)}
+    first = min(packed.lengths) - 1  # logits from the shortest prompt's last token on
+    # use_cache=False: nothing continues from this pass, and a cache written inside checkpointed layers would be
+    # appended to again by their replay.
+    logits = (model or vlm.model)(input_ids=packed.input_ids, attention_mask=mask, position_ids=positions, **marks,
+                                  **images, use_cache=False, logits_to_keep=width - first).logits
+    return _response_rows(logits, first, packed, responses)
 
 
 def score_unshared(vlm: VLM, chats: list[Chat], responses: list[list[list[int]]], model=None) -> Scored:
     """The same scores with every (prompt, response) row run in full: the reference for `score_shared`, and the
-    path for responses whose prompts differ (other images) or when the KV cache is unavailable."""
+    path for responses whose prompts differ (other images) or for a model whose attention takes no mask."""
     flat_chats = [c for c, per_prompt in zip(chats, responses, strict=True) for _ in per_prompt]
     flat = [r for per_prompt in responses for r in per_prompt]
-    logits, labels = vlm.forward_logits(vlm.build_scoring_batch(flat_chats, flat), model=model)
+    # use_cache=False: a cache written inside gradient-checkpointed layers would be appended to again by their replay
+    batch = {**vlm.build_scoring_batch(flat_chats, flat), "use_cache": False}
+    logits, labels = vlm.forward_logits(batch, model=model)
     return Scored(logits, labels)
 
 
