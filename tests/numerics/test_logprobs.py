@@ -38,3 +38,26 @@ def test_gradient_flows_to_scored_positions_only():
     # d/dz log softmax(z)_1 at uniform z = onehot(1) - 1/2; the unused positions get no gradient
     torch.testing.assert_close(logits.grad[0, 0], torch.tensor([-0.5, 0.5]))
     assert logits.grad[0, 1:].abs().sum() == 0
+
+
+def test_chunked_log_softmax_matches_torch_across_chunks(monkeypatch):
+    """Values and gradients equal torch.log_softmax's when the rows span several chunks (chunk of 3 rows, 2 × 4
+    positions), in float32 and from bf16 logits."""
+    from vlpref.numerics import logprobs
+
+    monkeypatch.setattr(logprobs, "CHUNK", 3)
+    torch.manual_seed(0)
+    labels = torch.tensor([[IGNORE, 4, 0, 2], [IGNORE, IGNORE, 1, 3]])
+    weights = torch.randn(2, 4)
+    for dtype in (torch.float32, torch.bfloat16):
+        logits = torch.randn(2, 4, 5).to(dtype).requires_grad_(True)
+        reference = logits.detach().clone().requires_grad_(True)
+        got = token_logprobs(logits, labels)
+        logp = torch.log_softmax(reference[:, :-1].float(), -1)
+        expected = logp.gather(-1, labels[:, 1:].clamp(min=0)[..., None])[..., 0] * (labels[:, 1:] != IGNORE)
+        expected = torch.cat([torch.zeros(2, 1), expected], dim=1)
+        torch.testing.assert_close(got, expected)
+        (got * weights).sum().backward()
+        (expected * weights).sum().backward()
+        assert logits.grad.dtype == dtype
+        torch.testing.assert_close(logits.grad, reference.grad)

@@ -18,6 +18,43 @@ import torch
 IGNORE = -100
 
 
+# Positions per chunk: the float32 working copy of a chunk is CHUNK × V × 4 bytes (32 MB at LLaVA's 32,000 tokens).
+CHUNK = 256
+
+
+class _PickedLogprob(torch.autograd.Function):
+    """log softmax(logits)[target] per row, computed chunk by chunk in float32, without keeping a (M, V) float32
+    log-softmax for backward as `torch.log_softmax` does: backward recomputes each chunk's softmax from the logits
+    (which the LM head's backward keeps anyway) and the saved log-normalisers.
+
+    logits: (M, V) any float dtype; target: (M,) token ids. Returns (M,) float32.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        picked = logits.new_empty(logits.shape[0], dtype=torch.float32)
+        norm = torch.empty_like(picked)  # (M,) logsumexp of each row
+        for start in range(0, logits.shape[0], CHUNK):
+            rows = slice(start, start + CHUNK)
+            chunk = logits[rows].float()  # (c, V)
+            norm[rows] = torch.logsumexp(chunk, dim=-1)
+            picked[rows] = chunk.gather(-1, target[rows, None]).squeeze(-1) - norm[rows]
+        ctx.save_for_backward(logits, target, norm)
+        return picked
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        logits, target, norm = ctx.saved_tensors
+        out = torch.empty_like(logits)
+        for start in range(0, logits.shape[0], CHUNK):
+            rows = slice(start, start + CHUNK)
+            # d picked / d logits = onehot(target) - softmax(logits), per row, times the incoming gradient
+            chunk = torch.exp(logits[rows].float() - norm[rows, None]).mul_(-grad[rows, None])  # (c, V)
+            chunk.scatter_add_(-1, target[rows, None], grad[rows, None].float())
+            out[rows] = chunk
+        return out, None
+
+
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Log-prob of each label token under the logits one position earlier.
 
@@ -30,13 +67,15 @@ def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
     if logits.shape[:2] != labels.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree on (B, T)")
-    target = labels[:, 1:]  # (B, T-1)
-    scored = target != IGNORE
-    # log_softmax in float32: bf16 logits lose ~3 digits, which DPO's small log-ratio differences cannot afford.
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V)
-    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-    picked = picked.masked_fill(~scored, 0.0)
-    return torch.cat([picked.new_zeros(labels.shape[0], 1), picked], dim=1)
+    b, t, v = logits.shape
+    # the token each position predicts: (B, T), IGNORE at the last position (it predicts nothing here)
+    target = torch.cat([labels[:, 1:], labels.new_full((b, 1), IGNORE)], dim=1)
+    # In float32, chunk by chunk: bf16 logits lose ~3 digits, which DPO's small log-ratio differences cannot afford,
+    # and a whole (B, T, V) float32 copy is the largest tensor of a step with a real vocabulary. All T positions, so
+    # that the logits enter as a view, not a (B, T-1, V) copy.
+    picked = _PickedLogprob.apply(logits.reshape(b * t, v), target.clamp(min=0).reshape(-1)).view(b, t)
+    picked = picked.masked_fill(target == IGNORE, 0.0)  # (B, T): position t scores the token at t+1
+    return torch.cat([picked.new_zeros(b, 1), picked[:, :-1]], dim=1)
 
 
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
