@@ -28,6 +28,9 @@ def test_quick_demo_writes_every_row_and_resumes(tmp_path):
     assert set(data) == {"0"} and set(data["0"]) == {"vlfeedback", "li_lin_pei", "seva", "povid"}
     assert all(f["pairs"] >= f["distinct_pairs"] >= 1 and f["prompts"] >= 1 for f in data["0"].values())
     assert 0 <= data["0"]["seva"]["rejected_degenerate"] <= 1
+    for f in data["0"].values():
+        assert f["description_pairs"] >= f["partner_rejected_only"] + f["partner_chosen_only"]
+    assert data["0"]["povid"]["partner_chosen_only"] == 0  # POVID's chosen answer is the ground truth
     for row in ROWS[1:]:  # a row without a recipe evaluates another row's model and trains nothing
         trained = tmp_path / "demo" / "seed-0" / "train" / row.name / "model" / "config.json"
         assert trained.is_file() == (row.recipe is not None), row.name

@@ -224,15 +224,33 @@ def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig, data: P
 
 
 def data_figures(folder: Path) -> dict:
-    """What a paper's data stage made: prompts (scenes' questions), pairs, distinct pairs, and the figures the
-    strategy wrote into the pairs' meta.json (SeVa: the share of degenerate rejected answers)."""
+    """What a paper's data stage made: prompts (scenes' questions), pairs, distinct pairs, the figures the strategy
+    wrote into the pairs' meta.json (SeVa: the share of degenerate rejected answers), and of the description pairs
+    (`description_pairs`) how many name an absent co-occurrence partner (world-base's prior error) in the rejected
+    answer alone (`partner_rejected_only`) and in the chosen answer alone (`partner_chosen_only`): what the pairs
+    teach about the error the methods target."""
     from vlpref.data.store import read_meta, read_records
+    from vlpref.world.claims import check_response, partner_mentions
+    from vlpref.world.scenes import Scene, WorldConfig
 
     pairs = read_records(folder / "pairs")
     meta = read_meta(folder / "pairs")
-    figures = {"prompts": len(read_records(meta["prompts"])), "pairs": len(pairs),
+    prompts = {p.id: p for p in read_records(meta["prompts"])}
+    figures = {"prompts": len(prompts), "pairs": len(pairs),
                "distinct_pairs": len({(p.prompt_id, p.chosen, p.rejected) for p in pairs})}
-    return figures | ({"rejected_degenerate": meta["rejected_degenerate"]} if "rejected_degenerate" in meta else {})
+    partner_of = WorldConfig().partner_of
+    contrast = {"description_pairs": 0, "partner_rejected_only": 0, "partner_chosen_only": 0}
+    for pair in pairs:
+        prompt = prompts[pair.prompt_id]
+        if prompt.meta.get("task") not in ("describe", "open"):
+            continue
+        scene = Scene.from_dict(prompt.meta["scene"])
+        chosen, rejected = (bool(partner_mentions(scene, check_response(scene, text), partner_of))
+                            for text in (pair.chosen, pair.rejected))
+        contrast["description_pairs"] += 1
+        contrast["partner_rejected_only"] += rejected and not chosen
+        contrast["partner_chosen_only"] += chosen and not rejected
+    return figures | contrast | ({"rejected_degenerate": meta["rejected_degenerate"]} if "rejected_degenerate" in meta else {})
 
 
 def _made_with(marker: Path, settings: dict) -> bool:

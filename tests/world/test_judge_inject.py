@@ -10,7 +10,8 @@ from vlpref.data.schema import Candidate
 from vlpref.world.claims import check_response
 from vlpref.world.inject import WorldInjector
 from vlpref.world.judge import OracleJudge
-from vlpref.world.scenes import Scene
+from vlpref.world.parse import parse_claims
+from vlpref.world.scenes import NUMBER_WORDS, Scene
 from vlpref.world.tasks import build_split
 
 
@@ -56,8 +57,9 @@ def test_injections_are_real_hallucinations_and_keep_most_text(prompts):
             facts = check_response(Scene.from_dict(p.meta["scene"]), out.text)
             assert facts.errors, (kind, out)
             assert out.kind == kind
-            kept = set(p.reference.split(". ")) & set(out.text.split(". "))
-            assert len(kept) >= len(p.reference.split(". ")) - 1  # at most one sentence changed
+            sentences = {s.strip().rstrip(".") for s in p.reference.split(". ")}
+            kept = sentences & {s.strip().rstrip(".") for s in out.text.split(". ")}
+            assert len(kept) >= len(sentences) - 1  # at most one sentence changed (an added object: the total)
 
 
 def test_object_injection_prefers_co_occurring_partner(prompts):
@@ -65,6 +67,29 @@ def test_object_injection_prefers_co_occurring_partner(prompts):
     p = next(p for p in prompts if p.meta["task"] == "describe"
              and {o["category"] for o in p.meta["scene"]["objects"]} == {"circle"})
     assert "square" in injector.inject(p, p.reference, kind="object").text
+
+
+def test_object_injection_restates_the_total_and_keeps_reading_order(prompts):
+    """An injected object is counted in the answer's total and inventory and sits in reading order, as in the sft
+    split's believed captions: "There are four objects." followed by five is a rejection no model writes."""
+    injector = WorldInjector(seed=5)
+    for p in [p for p in prompts if p.meta["task"] in ("describe", "open")][:20]:
+        scene = Scene.from_dict(p.meta["scene"])
+        try:
+            out = injector.inject(p, p.reference, kind="object")
+        except ValueError:
+            continue  # no free cell or no absent category
+        claims = parse_claims(out.text)
+        cells = [(m.row, m.col) for m in claims.objects if m.row is not None]
+        assert len(cells) == len(scene.objects) + 1 and cells == sorted(cells), out.text
+        total = f"There are {NUMBER_WORDS[len(scene.objects) + 1]} objects."
+        assert total in out.text, out.text
+        if p.meta["task"] == "open":  # the inventory names the added category
+            added = out.detail.split()[2]
+            assert added in out.text.split(". ")[0], out.text
+    free = next(p for p in prompts if p.meta["task"] == "describe")
+    edited = injector.inject(free, "There is one object. It is red.", kind="object").text
+    assert edited.startswith("There are two objects.") and edited.count("There is a") == 1, edited
 
 
 def test_vlfeedback_and_helpsteer_scales_and_rationales(prompts):

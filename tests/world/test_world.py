@@ -8,7 +8,7 @@ import pytest
 
 from vlpref.data.store import read_records
 from vlpref.models.tokenizer import build_word_tokenizer
-from vlpref.world.claims import check_response
+from vlpref.world.claims import check_response, partner_mentions
 from vlpref.world.metrics import description_metrics
 from vlpref.world.parse import parse_claims
 from vlpref.world.scenes import Scene, SceneObject, WorldConfig, make_scene
@@ -274,3 +274,14 @@ def test_steerlm_conditioning_round_trips_through_the_world_tokenizer():
         ids = tokenizer(text)["input_ids"]
         assert tokenizer.unk_token_id not in ids, tokenizer.convert_ids_to_tokens(ids)
         assert tokenizer.decode(ids).replace(" ", "") == text.lower().replace(" ", "").replace("\n", "")
+
+
+def test_partner_mentions_are_the_priors_error_only():
+    """Of a description's absent objects, only the co-occurrence partners of present categories are the prior's
+    error (square for the circle, triangle for the star; the heart's partner is the diamond)."""
+    scene = Scene(id="p", objects=(SceneObject("circle", "red", "large", 0, 0),
+                                   SceneObject("star", "blue", "large", 1, 1)))
+    text = "There is a circle. There is a square. There is a heart. There is a triangle. There is no diamond."
+    partners = partner_mentions(scene, check_response(scene, text), WorldConfig().partner_of)
+    assert partners == ["square", "triangle"]
+    assert partner_mentions(scene, check_response(scene, caption(scene)), WorldConfig().partner_of) == []

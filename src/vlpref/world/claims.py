@@ -74,6 +74,19 @@ def evidence_absent(scene: Scene, mention: Mention) -> bool:
                and (mention.color is None or o.color == mention.color) for o in scene.objects)
 
 
+def partner_mentions(scene: Scene, facts: Facts, partner_of: dict[str, str]) -> list[str]:
+    """The hallucinated mentions that name the co-occurrence partner of a present category: the error the sft
+    split's annotators taught world-base (its prior), as against any other absent category.
+
+        >>> scene = Scene(id="s", objects=(SceneObject("circle", "red", "large", 0, 0),))
+        >>> facts = check_response(scene, "There is a circle. There is a square. There is a star.")
+        >>> partner_mentions(scene, facts, WorldConfig().partner_of)  # the star is absent but no partner
+        ['square']
+    """
+    partners = {partner_of[c] for c in scene.categories if c in partner_of}
+    return [c for c in facts.hallucinated_objects if c in partners]
+
+
 def check_response(scene: Scene, text: str) -> Facts:
     claims = parse_claims(text)
     facts = Facts()

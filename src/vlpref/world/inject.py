@@ -2,14 +2,16 @@
 
     >>> injector = WorldInjector(seed=0)
     >>> injector.inject(prompt, prompt.reference, kind="object")
-    Injection(text='There are two objects. There is a small red circle at the top left. There is a large blue
-    square on the right. ...', kind='object', detail='added absent square (co-occurs with circle)')
+    Injection(text='There are three objects. There is a small red circle at the top left. There is a large blue
+    square on the right. ...', kind='object', detail='added absent square (co-occurs with a present shape)')
 
 POVID (methods.md §4.1) asks GPT-4V to rewrite a correct answer so that it stays plausible, keeps most of the text,
 and injects (a) a co-occurring absent object, (b) a wrong attribute, count or position, (c) a false relation; for
 yes/no items the answer is flipped. Here the scene graph makes each rewrite exact:
-- `object`: one sentence about an absent category is inserted, preferring the co-occurrence partner of a present
-  category (the world's statistics, as POVID picks plausible co-occurring objects), in a free cell;
+- `object`: an absent category is added, preferring the co-occurrence partner of a present category (the world's
+  statistics, as POVID picks plausible co-occurring objects), in a free cell: a ground-truth description is
+  rewritten as the description of the scene with that object (total and inventory counting it, reading order);
+  other text gets one sentence inserted and its stated total raised;
 - `attribute`: one stated colour, size, count or position is changed to a false one;
 - `relation`: a false relation between two present objects is added;
 - `flip`: a yes/no answer is inverted.
@@ -22,12 +24,13 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vlpref.data.schema import Prompt
 from vlpref.world.parse import parse_claims, sentences_of, words_of
-from vlpref.world.scenes import CATEGORIES, COLORS, NUMBER_WORDS, SIZES, Scene, WorldConfig, position_phrase
-from vlpref.world.tasks import RELATIONS
+from vlpref.world.scenes import (CATEGORIES, COLORS, NUMBER_WORDS, SIZES, Scene, SceneObject, WorldConfig,
+                                  position_phrase)
+from vlpref.world.tasks import RELATIONS, caption, open_answer
 
 KINDS = ("object", "attribute", "relation")
 
@@ -78,12 +81,21 @@ class WorldInjector:
         category = self.rng.choice(partners) if partners else self.rng.choice(absent)
         row, col = self.rng.choice(free)
         size, color = self.rng.choice(SIZES), self.rng.choice(list(COLORS))
+        why = f"added absent {category}" + (" (co-occurs with a present shape)" if category in partners else "")
+        # A ground-truth description is rewritten as one of the scene with the object in it, so that it stays
+        # plausible as POVID asks: its stated total ("There are four objects.") and inventory count the new object
+        # and the new sentence sits in reading order. Inserting a sentence alone leaves "four objects" followed by
+        # five, a rejection no model would write and that a preference learns nothing from.
+        phantom = SceneObject(category=category, color=color, size=size, row=row, col=col)
+        believed = replace(scene, objects=tuple(sorted((*scene.objects, phantom), key=lambda o: (o.row, o.col))))
+        for render in (caption, open_answer):
+            if answer.strip() == render(scene):
+                return Injection(render(believed), "object", why)
         sentence = f"There is a {size} {color} {category} {position_phrase(row, col)}."
         parts = [s.strip() + "." for s in sentences_of(answer)]
         at = self.rng.randint(1, len(parts)) if parts else 0  # after the first sentence, keep most text intact
         parts.insert(at, sentence)
-        why = f"added absent {category}" + (" (co-occurs with a present shape)" if category in partners else "")
-        return Injection(" ".join(parts), "object", why)
+        return Injection(_count_one_more(" ".join(parts)), "object", why)
 
     def _attribute(self, scene: Scene, answer: str) -> Injection | None:
         """Change one stated colour / size / count / position of a present category into a false one, editing
@@ -135,6 +147,16 @@ class WorldInjector:
         a, kind, b = self.rng.choice(options)
         sentence = f"The {a} is {kind} the {b}."
         return Injection(f"{answer.rstrip()} {sentence}", "relation", f"false relation: {a} {kind} {b}")
+
+
+def _count_one_more(text: str) -> str:
+    """`text` with its stated total of objects ("There are four objects.", "There is one object.") one higher, if
+    it states one."""
+    def more(match: re.Match) -> str:
+        said = match.group("n") or "one"
+        n = NUMBER_WORDS.index(said.lower()) + 1 if said.lower() in NUMBER_WORDS else None
+        return match.group(0) if n is None or n >= len(NUMBER_WORDS) else f"There are {NUMBER_WORDS[n]} objects"
+    return re.sub(r"There (?:is one object|are (?P<n>\w+) objects)\b", more, text, count=1, flags=re.IGNORECASE)
 
 
 def _plural(category: str) -> str:
