@@ -59,6 +59,8 @@ def setup_trainable(model: nn.Module, config) -> nn.Module:
         peft_config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
                                  target_modules=lora_targets(model, lora.target_modules))
         model = get_peft_model(model, peft_config)  # marks the adapters trainable, nothing else
+        if config.mixed_precision != "no":
+            keep_activation_dtype(model)
         trains_in_full = {"projector": not config.freeze_projector, "vision": not config.freeze_vision}
     else:
         trains_in_full = {"projector": not config.freeze_projector, "vision": not config.freeze_vision,
@@ -71,6 +73,20 @@ def setup_trainable(model: nn.Module, config) -> nn.Module:
     if not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("nothing would train: every part is frozen")
     return model
+
+
+def keep_activation_dtype(model: nn.Module) -> None:
+    """Stop peft casting each adapted layer's input to the adapters' float32 (for use under autocast).
+
+    peft keeps the adapters in float32 next to bf16 base weights (they are master weights: AdamW updates below a
+    bf16 step would be lost) and casts the input x (N, d) up to float32 before them; under autocast their matmuls
+    then cast it back down. Two copies of every adapted layer's input, forward and backward, for nothing: under
+    autocast the matmul runs in the autocast dtype whatever x is, so the result is the same without them. The
+    adapters stay float32; autocast casts them once per forward (its weight cache).
+    """
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):  # peft's tuner layers (LoRA's Linear among them)
+            module.cast_input_dtype_enabled = False
 
 
 def param_groups(model: nn.Module, lr: float, projector_lr: float | None, weight_decay: float) -> list[dict]:
