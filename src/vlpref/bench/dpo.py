@@ -37,7 +37,6 @@ are in docs/benchmarks.md.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import time
@@ -51,6 +50,7 @@ from vlpref.bench.measure import (
     DTYPES,
     device_name,
     matmul_peak_flops,
+    offline_environment,
     peak_mb,
     pick_device,
     release,
@@ -154,8 +154,7 @@ def run_trl(model_dir: Path, dataset, batch: int, steps: int, out: Path, ref_dir
 
     setup = setup or Setup(batch=batch)
     device, dtype = setup.device, DTYPES[setup.dtype]
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # TRL's trainer pings the hub otherwise
-    os.environ.setdefault("USE_HUB_KERNELS", "NO")  # offline GPU box: train() would fetch kernels-community/rotary
+    offline_environment()
 
     class Clock(TrainerCallback):
         def __init__(self):

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import gc
+import os
 import time
 from pathlib import Path
 
 import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def offline_environment() -> None:
+    """Settings for a GPU box without a network (unless already set): transformers' hub kernels off, since TRL's
+    trainer otherwise fetches kernels-community/rotary when it switches the model to training mode and fails
+    offline; and no telemetry pings from the hub client."""
+    os.environ.setdefault("USE_HUB_KERNELS", "NO")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def pick_device(device: str | None) -> str:

@@ -14,7 +14,8 @@ model (LoRA merged into a standard model folder), which is loaded again and answ
 (random weights: the text is noise, or empty; what is checked is that it loads and generates).
 
 Keys: `runs` (one entry per run: `losses`, `finite`, `step_seconds`, `median_step_s` (the first step excluded),
-`peak_mem_mb`, `trainable_parameters`, for exported runs `export` {`load_s`, `generated_tokens`, `text`}), `all_finite`,
+`peak_mem_mb`, `trainable_parameters`, for exported runs `export` {`load_s`, `generated_tokens`, `text`}; a run that
+ran out of device memory holds only `error`, and the others still run), `errors` (those runs' names), `all_finite`,
 `all_exported_generate`, `device`, `model`, `versions`.
 """
 
@@ -30,7 +31,7 @@ import torch
 
 from vlpref.bench.dpo import Setup, build_inputs, timed_steps, train_config
 from vlpref.bench.layouts import LAYOUTS, Layout
-from vlpref.bench.measure import device_name, peak_mb, pick_device, release, reset_peak, sync
+from vlpref.bench.measure import device_name, offline_environment, peak_mb, pick_device, release, reset_peak, sync
 
 # run name -> (finetune, TrainConfig keys beyond the shared ones)
 RUNS: dict[str, tuple[str, dict]] = {
@@ -102,6 +103,7 @@ def bench_train_all(layout: str | Layout = "tiny", dtype: str = "float32", batch
         raise ValueError(f"unknown run(s) {sorted(unknown)}; choose from {', '.join(RUNS)}")
     if threads and device == "cpu":
         torch.set_num_threads(threads)
+    offline_environment()
     setup = Setup(layout, "lora", dtype, batch, device)
     found = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,16 +111,20 @@ def bench_train_all(layout: str | Layout = "tiny", dtype: str = "float32", batch
         inputs = build_inputs(root, pairs=batch * steps, answer_words=answer_words, layout=layout, device=device,
                               dtype=dtype, other=False)
         for name in runs or tuple(RUNS):
-            found[name] = train_one(name, setup, inputs, steps, root / name)
+            try:
+                found[name] = train_one(name, setup, inputs, steps, root / name)
+            except torch.OutOfMemoryError as error:  # e.g. full fine-tuning of a 7B layout: the other runs go on
+                found[name] = {"error": f"out of memory: {str(error).splitlines()[0]}"}
             release(device)
-    exported = [found[n]["export"] for n in found if "export" in found[n]]
+    done = [r for r in found.values() if "error" not in r]
+    exported = [r["export"] for r in done if "export" in r]
     return {
         "device": device_name(device),
         "model": f"{layout.name} layout ({layout.source}; {layout.image_tokens} image tokens, ~{answer_words}-word "
                  f"answers), {dtype}, LoRA r16 unless the run says full",
         "layout": layout.name, "dtype": dtype, "batch_size": batch, "steps": steps,
         "build_seconds": inputs["build_seconds"],
-        "all_finite": all(r["finite"] for r in found.values()),
+        "all_finite": all(r["finite"] for r in done), "errors": [n for n, r in found.items() if "error" in r],
         "all_exported_generate": bool(exported) and all(e["finish_reason"] in ("stop", "length") for e in exported),
         "runs": found,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
