@@ -166,3 +166,23 @@ def test_split_sdpa_equals_one_masked_call():
     torch.testing.assert_close(inner, dense)
     torch.testing.assert_close(last[:, n0 - 1:], dense[:, n0 - 1:])
     assert not last[:, : n0 - 1].any()  # not computed: nothing downstream reads them
+
+
+def test_a_model_switched_to_split_sdpa_generates_and_scores_as_before(tiny_dirs, images):
+    """Prefix sharing switches the language model's SDPA to `split_sdpa` for good (a checkpointing replay must
+    run what the forward ran); every other use of the model — generation, unshared scoring — is plain SDPA."""
+    from vlpref.data.schema import DecodingParams
+
+    vlm = VLM.load(tiny_dirs["qwen2_vl"])
+    batch_chats = chats(images)
+    params = DecodingParams(temperature=0.0, max_new_tokens=6)
+    responses = [[vlm.response_ids(a), vlm.response_ids(b)] for a, b in PAIRS]
+    with torch.no_grad():
+        before = [g.token_ids for g in vlm.generate(batch_chats, params)], summed(
+            score_unshared(vlm, batch_chats, responses))[0]
+        score_shared(vlm, batch_chats, responses)
+        after = [g.token_ids for g in vlm.generate(batch_chats, params)], summed(
+            score_unshared(vlm, batch_chats, responses))[0]
+    assert vlm.model.config.get_text_config()._attn_implementation == "vlpref_split_sdpa"
+    assert before[0] == after[0]
+    torch.testing.assert_close(before[1], after[1], rtol=0, atol=0)
