@@ -1,5 +1,6 @@
 """`bench train-all` on a real layout's code path (tiny widths, CPU): every run trains with finite losses, the
-step-1 losses are the hand values at the initial weights, and the exported models load and generate."""
+step-1 losses are the hand values at the initial weights, and the exported models load and generate; in bf16 too,
+as on the GPU."""
 
 import math
 from dataclasses import replace
@@ -29,6 +30,16 @@ def test_every_objective_and_method_trains_and_exports():
     assert runs["dpo-full"]["trainable_parameters"] > runs["dpo"]["trainable_parameters"]
     for name in EXPORTED:
         assert runs[name]["export"]["generated_tokens"] >= 1, name
+
+
+def test_bf16_lora_and_full_runs_train_and_export():
+    layout = replace(LAYOUTS["qwen2-vl-2b"].shrunk(vocab_size=1000), image_size=32)
+    result = bench_train_all(layout, dtype="bfloat16", batch=2, steps=2, device="cpu", answer_words=12,
+                             runs=("dpo", "dpo-full"))
+    assert result["all_finite"] and result["all_exported_generate"] and result["errors"] == []
+    assert result["runs"]["dpo"]["losses"][0] == pytest.approx(math.log(2), abs=1e-6)
+    # full fine-tuning's policy runs on fp32 master weights, its precomputed reference on the bf16 ones
+    assert result["runs"]["dpo-full"]["losses"][0] == pytest.approx(math.log(2), abs=1e-3)
 
 
 def test_unknown_run_is_named():
