@@ -252,7 +252,7 @@ def run_ours(model_dir: Path, pairs: Path, batch: int, steps: int, out: Path, se
     trainer = Trainer(train_config(setup, pairs, model_dir, steps), out, resume=False, log=lambda *a: None)
     seconds, results = timed_steps(trainer, steps, setup.device)  # the reference was precomputed above (timed)
     peak = peak_mb(setup.device)
-    first = [trainer.examples[i] for i in global_batch(0, len(trainer.examples), trainer.batch, 0,
+    first = [trainer.examples[i] for i in global_batch(0, len(trainer.examples), trainer.batch, trainer.config.seed,
                                                        trainer.steps_per_epoch)]
     with FlopCounterMode(display=False) as counter:
         loss, _ = trainer.micro_loss(first, float(batch))
