@@ -73,15 +73,12 @@ def test_empty_response_is_an_error(vlm, images):
 
 
 def test_shared_prefix_is_exact_under_gradient_checkpointing(vlm, images):
-    """Checkpointed layers replay their forward during backward; the prefix and continuation caches make the replay
-    see what the first pass saw, so gradients still equal the plain unshared ones."""
-    from vlpref.training.forward import allow_checkpointing
-
+    """Checkpointed layers replay their forward during backward; the packed row's replay sees what the first pass
+    saw (the same mask and positions), so gradients still equal the plain unshared ones."""
     batch_chats = chats(images)
     responses = [[vlm.response_ids(a), vlm.response_ids(b)] for a, b in PAIRS]
     plain, _, plain_grads = _logps_and_grads(vlm, score_unshared, batch_chats, responses)
     vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    allow_checkpointing(vlm.model)
     vlm.model.train()  # checkpointing acts in training mode only (the tiny models have no dropout)
     try:
         shared, _, shared_grads = _logps_and_grads(vlm, score_shared, batch_chats, responses)

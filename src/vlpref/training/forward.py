@@ -50,7 +50,6 @@ from pathlib import Path
 import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
 
 from vlpref.models.vlm import TOKEN_ALIGNED_KEYS, VLM, Chat
 from vlpref.numerics.logprobs import IGNORE, token_logprobs
@@ -69,15 +68,6 @@ class Scored:
 
     logits: torch.Tensor
     labels: torch.Tensor
-
-
-def allow_checkpointing(model: torch.nn.Module) -> None:
-    """Let gradient-checkpointed layers keep the cache argument. Needed by the KV-cache layout this module used
-    before the packed one; every pass here now runs with use_cache=False, so a layer has no cache to keep and this
-    changes nothing. It stays until the trainer stops calling it."""
-    for module in model.modules():
-        if isinstance(module, GradientCheckpointingLayer):
-            module._can_checkpoint_with_cache = True
 
 
 def summed(scored: Scored) -> tuple[torch.Tensor, torch.Tensor]:

@@ -62,7 +62,7 @@ from vlpref.numerics.sft import sft_loss
 from vlpref.training import checkpoint, sharding, stopping
 from vlpref.training.config import TrainConfig
 from vlpref.training.data import Example, load_examples
-from vlpref.training.forward import allow_checkpointing, score_examples
+from vlpref.training.forward import score_examples
 from vlpref.training.objectives import OBJECTIVES, negative_image, objective_loss, score_terms
 from vlpref.training.params import param_groups, setup_trainable
 from vlpref.training.plot import plot_log
@@ -282,10 +282,8 @@ class Trainer:
         c = self.config
         model = setup_trainable(self.vlm.model, c)
         if c.gradient_checkpointing:
-            # non-reentrant: the only kind under which a tensor made inside a checkpointed layer (the prefix's
-            # keys and values) can carry gradient to a later pass (the continuation)
+            # non-reentrant: recomputes only what backward needs and works with inputs that need no gradient
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            allow_checkpointing(model)
         model.train()
         if c.sharding == "fsdp" and not self.sharded:
             self.log("sharding: fsdp with one process: nothing to shard, training unsharded")
