@@ -230,7 +230,7 @@ def data_figures(folder: Path) -> dict:
     answer alone (`partner_rejected_only`) and in the chosen answer alone (`partner_chosen_only`): what the pairs
     teach about the error the methods target."""
     from vlpref.data.store import read_meta, read_records
-    from vlpref.world.claims import check_response, partner_mentions
+    from vlpref.world.metrics import partner_contrast
     from vlpref.world.scenes import Scene, WorldConfig
 
     pairs = read_records(folder / "pairs")
@@ -238,19 +238,10 @@ def data_figures(folder: Path) -> dict:
     prompts = {p.id: p for p in read_records(meta["prompts"])}
     figures = {"prompts": len(prompts), "pairs": len(pairs),
                "distinct_pairs": len({(p.prompt_id, p.chosen, p.rejected) for p in pairs})}
-    partner_of = WorldConfig().partner_of
-    contrast = {"description_pairs": 0, "partner_rejected_only": 0, "partner_chosen_only": 0}
-    for pair in pairs:
-        prompt = prompts[pair.prompt_id]
-        if prompt.meta.get("task") not in ("describe", "open"):
-            continue
-        scene = Scene.from_dict(prompt.meta["scene"])
-        chosen, rejected = (bool(partner_mentions(scene, check_response(scene, text), partner_of))
-                            for text in (pair.chosen, pair.rejected))
-        contrast["description_pairs"] += 1
-        contrast["partner_rejected_only"] += rejected and not chosen
-        contrast["partner_chosen_only"] += chosen and not rejected
-    return figures | contrast | ({"rejected_degenerate": meta["rejected_degenerate"]} if "rejected_degenerate" in meta else {})
+    described = [(Scene.from_dict(prompts[p.prompt_id].meta["scene"]), p.chosen, p.rejected) for p in pairs
+                 if prompts[p.prompt_id].meta.get("task") in ("describe", "open")]
+    figures |= partner_contrast(described, WorldConfig().partner_of)
+    return figures | ({"rejected_degenerate": meta["rejected_degenerate"]} if "rejected_degenerate" in meta else {})
 
 
 def _made_with(marker: Path, settings: dict) -> bool:

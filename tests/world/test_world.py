@@ -9,7 +9,7 @@ import pytest
 from vlpref.data.store import read_records
 from vlpref.models.tokenizer import build_word_tokenizer
 from vlpref.world.claims import check_response, partner_mentions
-from vlpref.world.metrics import description_metrics
+from vlpref.world.metrics import description_metrics, partner_contrast
 from vlpref.world.parse import parse_claims
 from vlpref.world.scenes import Scene, SceneObject, WorldConfig, make_scene
 from vlpref.world.tasks import build_split, caption, world_vocabulary
@@ -285,3 +285,13 @@ def test_partner_mentions_are_the_priors_error_only():
     partners = partner_mentions(scene, check_response(scene, text), WorldConfig().partner_of)
     assert partners == ["square", "triangle"]
     assert partner_mentions(scene, check_response(scene, caption(scene)), WorldConfig().partner_of) == []
+
+
+def test_partner_contrast_counts_what_pairs_teach_about_the_partner():
+    scene = Scene(id="p", objects=(SceneObject("circle", "red", "large", 0, 0),))
+    truth, phantom, other = ("There is a circle.", "There is a circle. There is a square.",
+                             "There is a circle. There is a star.")  # the star is absent but no partner
+    pairs = [(scene, truth, phantom), (scene, truth, phantom), (scene, phantom, truth), (scene, phantom, phantom),
+             (scene, truth, other)]
+    assert partner_contrast(pairs, WorldConfig().partner_of) == {
+        "description_pairs": 5, "partner_rejected_only": 2, "partner_chosen_only": 1}

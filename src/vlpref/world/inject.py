@@ -28,8 +28,16 @@ from dataclasses import dataclass, replace
 
 from vlpref.data.schema import Prompt
 from vlpref.world.parse import parse_claims, sentences_of, words_of
-from vlpref.world.scenes import (CATEGORIES, COLORS, NUMBER_WORDS, SIZES, Scene, SceneObject, WorldConfig,
-                                  position_phrase)
+from vlpref.world.scenes import (
+    CATEGORIES,
+    COLORS,
+    NUMBER_WORDS,
+    SIZES,
+    Scene,
+    SceneObject,
+    WorldConfig,
+    position_phrase,
+)
 from vlpref.world.tasks import RELATIONS, caption, open_answer
 
 KINDS = ("object", "attribute", "relation")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from vlpref.data.schema import Candidate, Prompt
 from vlpref.evaluation.scoring.chair import chair
 from vlpref.evaluation.scoring.pope import pope_answer, pope_metrics
-from vlpref.world.claims import Facts, check_response
+from vlpref.world.claims import Facts, check_response, partner_mentions
 from vlpref.world.judge import OracleJudge
 from vlpref.world.scenes import Scene
 from vlpref.world.tasks import POPE_SPLITS
@@ -53,6 +53,24 @@ def _description_metrics(scenes: list[Scene], all_facts: list[Facts]) -> dict[st
 def description_metrics(scenes: list[Scene], texts: list[str]) -> dict[str, float]:
     """CHAIR, attribute / count / position / relation hallucination rates and coverage over descriptions."""
     return _description_metrics(scenes, [check_response(s, t) for s, t in zip(scenes, texts, strict=True)])
+
+
+def partner_contrast(pairs: list[tuple[Scene, str, str]], partner_of: dict[str, str]) -> dict[str, int]:
+    """What (scene, chosen, rejected) description pairs teach about the base model's error, naming the absent
+    co-occurrence partner of a present shape: how many pairs name one in the rejected answer only (against the
+    error), in the chosen answer only (toward it), of `description_pairs`.
+
+        >>> scene = Scene(id="s", objects=(SceneObject("circle", "red", "large", 0, 0),))
+        >>> partner_contrast([(scene, "There is a circle.", "There is a circle. There is a square.")],
+        ...                  WorldConfig().partner_of)
+        {'description_pairs': 1, 'partner_rejected_only': 1, 'partner_chosen_only': 0}
+    """
+    counts = {"description_pairs": len(pairs), "partner_rejected_only": 0, "partner_chosen_only": 0}
+    for scene, chosen, rejected in pairs:
+        names = [bool(partner_mentions(scene, check_response(scene, text), partner_of)) for text in (chosen, rejected)]
+        counts["partner_rejected_only"] += names[1] and not names[0]
+        counts["partner_chosen_only"] += names[0] and not names[1]
+    return counts
 
 
 def oracle_ratings(prompts: list[Prompt], texts: list[str]) -> list[dict[str, float]]:
