@@ -52,23 +52,6 @@ def test_co_occurrence_is_far_above_chance():
     assert p_square > 0.5 > p_square_given_heart
 
 
-def test_partner_small_sizes_only_the_partner_that_joined_and_changes_nothing_else():
-    plain, small = WorldConfig(), WorldConfig(partner_small=1.0)
-    joined = 0
-    for i in range(400):
-        a, b = make_scene(plain, 0, i), make_scene(small, 0, i)
-        # the same draws: same categories in the same cells, colours unchanged
-        assert [(o.category, o.color, o.row, o.col) for o in a.objects] == \
-               [(o.category, o.color, o.row, o.col) for o in b.objects]
-        changed = [(x, y) for x, y in zip(a.objects, b.objects, strict=True) if x.size != y.size]
-        assert all(x.size == "large" and y.size == "small" for x, y in changed)
-        assert len(changed) <= 1
-        if changed:  # only ever the first category's partner
-            assert plain.partner_of[changed[0][0].category] in a.categories
-            joined += 1
-    assert joined > 20
-
-
 def test_tasks_and_vocabulary(tmp_path):
     prompts = build_split(tmp_path / "w", "eval", images=30)
     assert {p.meta["task"] for p in prompts} == {"describe", "open", "pope", "color", "size", "count", "position",
