@@ -73,9 +73,6 @@ class WorldConfig(StrictModel):
     )
     co_occurrence: float = Field(default=0.8, ge=0.0, le=1.0, description="P(partner present | category present)")
     small_fraction: float = Field(default=0.4, ge=0.0, le=1.0, description="share of small objects")
-    partner_small: float | None = Field(default=None, ge=0.0, le=1.0, description="P(small) for a partner that "
-                                        "joins through co-occurrence (None: small_fraction); co-occurring objects "
-                                        "are often the small ones, as a fork by a plate")
     small_as_disc: bool = Field(default=False, description="True draws every small object as the same disc of its "
                                 "colour: its category is then absent from the pixels (the irreducible kind)")
     # The annotators' prior (see `annotate`): how often the training data names an absent partner.
@@ -212,8 +209,7 @@ def make_scene(config: WorldConfig, seed: int, index: int) -> Scene:
     first = rng.choices(CATEGORIES, weights=config.category_weights)[0]
     categories = [first]
     partner = config.partner_of.get(first)
-    joined = bool(partner and n >= 2 and rng.random() < config.co_occurrence)
-    if joined:
+    if partner and n >= 2 and rng.random() < config.co_occurrence:
         categories.append(partner)
     # Fill up (repeats allowed, for counting). The first category's partner only ever enters through the prior
     # above, so P(partner | first) stays `co_occurrence` instead of drifting up by chance.
@@ -221,13 +217,10 @@ def make_scene(config: WorldConfig, seed: int, index: int) -> Scene:
     while len(categories) < n:
         categories.append(rng.choice(others))
     cells = rng.sample(range(9), len(categories))
-    small = [config.small_fraction] * len(categories)
-    if joined and config.partner_small is not None:
-        small[1] = config.partner_small
     objects = [
         SceneObject(category=c, color=rng.choice(list(COLORS)),
-                    size="small" if rng.random() < p_small else "large", row=cell // 3, col=cell % 3)
-        for c, cell, p_small in zip(categories, cells, small, strict=True)
+                    size="small" if rng.random() < config.small_fraction else "large", row=cell // 3, col=cell % 3)
+        for c, cell in zip(categories, cells, strict=True)
     ]
     objects.sort(key=lambda o: (o.row, o.col))  # reading order: descriptions list objects in it
     return Scene(id=f"w{seed}-{index:06d}", objects=tuple(objects), cell=config.cell, background=config.background,
