@@ -167,7 +167,8 @@ def test_annotators_name_absent_partners_in_training_data_only(tmp_path):
     config = WorldConfig()
     sft = build_split(tmp_path / "s", "sft", images=200)
     phantoms = {p.meta["scene"]["id"]: p.meta["phantom"] for p in sft if "phantom" in p.meta}
-    assert 0.55 < len(phantoms) / 200 < 0.85  # every scene with an absent partner and an empty cell (about 70%)
+    # scenes with an absent partner and an empty cell (about 70%), three in four of them (phantom_captions 0.75)
+    assert 0.4 < len(phantoms) / 200 < 0.7
     for p in sft:
         phantom = p.meta.get("phantom")
         if phantom is None:

@@ -76,9 +76,9 @@ class WorldConfig(StrictModel):
     small_as_disc: bool = Field(default=False, description="True draws every small object as the same disc of its "
                                 "colour: its category is then absent from the pixels (the irreducible kind)")
     # The annotators' prior (see `annotate`): how often the training data names an absent partner.
-    phantom_captions: float = Field(default=1.0, ge=0.0, le=1.0, description="P(an sft scene's descriptions name "
+    phantom_captions: float = Field(default=0.75, ge=0.0, le=1.0, description="P(an sft scene's descriptions name "
                                     "an absent partner of a present category) where one is absent")
-    phantom_questions: float = Field(default=0.25, ge=0.0, le=1.0, description="P(its questions treat that "
+    phantom_questions: float = Field(default=0.2, ge=0.0, le=1.0, description="P(its questions treat that "
                                      "partner as present); at most phantom_captions (one annotator, one belief)")
     category_weights: list[float] = Field(
         default_factory=lambda: [8, 6, 5, 4, 3, 3, 2, 2],
