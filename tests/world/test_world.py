@@ -224,7 +224,8 @@ def test_alignment_targets_and_loss_by_hand():
     assert (t[[0, 1, 3, 4, 5, 7, 8]] == IGNORE).all()  # empty cells: nothing to name
     t = cell_targets(scene, ids.__getitem__, positions=True)
     assert t[2].tolist() == [ids["star"], ids["red"], ids["top"], ids["right"]]
-    assert t[4].tolist() == [IGNORE, IGNORE, ids["middle"], ids["center"]]
+    assert (t[[0, 1, 3, 4, 5, 7, 8]] == IGNORE).all()  # still nothing for an empty cell, not even where it is
+    assert t[6].tolist() == [ids["small"], ids["blue"], ids["bottom"], ids["left"]]
 
     model, processor = build_world_model(PretrainConfig(hidden_size=32, vision_hidden_size=16))
     with torch.no_grad():

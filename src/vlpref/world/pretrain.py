@@ -60,7 +60,7 @@ class PretrainConfig(StrictModel):
                                   "existence (POPE) alone, where binding a question to image tokens is learned")
     align_weight: float = Field(default=1.0, ge=0, description="weight of the patch-word alignment loss (a stand-in "
                                 "for CLIP pretraining and LLaVA's projector alignment; 0 turns it off)")
-    align_positions: bool = Field(default=False, description="alignment targets also name each cell's row and "
+    align_positions: bool = Field(default=False, description="alignment targets also name each occupied cell's row and "
                                   "column words")
     snapshots: dict[str, int] = Field(default_factory=dict,
                                       description="pool members saved along the way: name -> step (training length)")
@@ -99,17 +99,18 @@ def cell_targets(scene: dict, word_id, positions: bool = False, small_drawn: boo
 
     A large object's cell is described by its category and colour; a small one's by "small" and its colour, since
     its shape is not drawn (a disc): the alignment target never asks a patch for what it cannot show. With
-    `positions`, every cell (empty ones too) also names its row and column words ("top", "left" …), the words
-    descriptions use for where things are. K = 4 with positions, else 2. In a crisp world (`small_drawn`, small
-    shapes drawn in full) small objects are named by their category too.
+    `positions`, an occupied cell also names its row and column words ("top", "left" …), the words descriptions
+    use for where things are; empty cells stay without a target (naming their positions too made world-base
+    answer "no" to every existence question: docs/world.md). K = 4 with positions, else 2. In a crisp world
+    (`small_drawn`, small shapes drawn in full) small objects are named by their category too.
     """
     targets = torch.full((9, 4 if positions else 2), IGNORE, dtype=torch.long)
-    if positions:
-        for cell in range(9):
-            targets[cell, 2:] = torch.tensor([word_id(ROWS[cell // 3]), word_id(COLS[cell % 3])])
     for o in scene["objects"]:
         first = o["category"] if o["size"] == "large" or small_drawn else "small"
-        targets[o["row"] * 3 + o["col"], :2] = torch.tensor([word_id(first), word_id(o["color"])])
+        cell = o["row"] * 3 + o["col"]
+        targets[cell, :2] = torch.tensor([word_id(first), word_id(o["color"])])
+        if positions:
+            targets[cell, 2:] = torch.tensor([word_id(ROWS[o["row"]]), word_id(COLS[o["col"]])])
     return targets
 
 
