@@ -92,7 +92,7 @@ class DemoConfig(StrictModel):
                              description="world seeds: a count (3: seeds 0, 1, 2) or a list (5,6,7); more than one "
                                          "reports mean ± std and paired differences from the base")
     world_images: dict[str, int] = Field(
-        default_factory=lambda: {"vlfeedback": 40, "li_lin_pei": 80, "seva": 150, "povid": 40},
+        default_factory=lambda: {"vlfeedback": 40, "li_lin_pei": 90, "seva": 180, "povid": 40},
         description="scenes of each paper's prefs split (every paper needs its own: the papers' rules make very "
                     "different numbers of pairs per scene)")
     eval_images: int = Field(default=300, ge=1, description="held-out scenes for evaluation")
