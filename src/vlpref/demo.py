@@ -78,6 +78,8 @@ ROWS = (
     Row("dpo-helpsteer", "DPO, HelpSteer pairs (Li–Lin–Pei)", "li_lin_pei", "li_lin_pei/train_world.yaml"),
     Row("dpo-vlfeedback", "DPO, VLFeedback pairs (Silkie)", "vlfeedback", "vlfeedback/train_world.yaml"),
     Row("seva", "SeVa", "seva", "seva/train_world.yaml"),
+    # SeVa's chosen answers (world-base's own on the clean image) alone, as SFT: what its NLL term does without pairs
+    Row("sft-seva", "SFT on SeVa's chosen answers (control)", "seva", "li_lin_pei/train_world.yaml", method="sft"),
     Row("povid-stage1", "POVID stage 1", "povid", "povid/train_world_stage1.yaml"),
     Row("povid-stage2", "POVID stage 2", "povid", "povid/train_world_stage2.yaml", start="povid-stage1"),
     # POVID's chosen answers alone, as SFT: what the preference adds over imitating the ground truth
