@@ -16,8 +16,8 @@ Per seed, through the recipes and library calls the CLI verbs use (recipes/*/dat
 2. training (`vlpref train`), every row from world-base with the same LoRA budget (600 steps of 8 examples; the
    preference rows with an NLL term on the chosen answer, `preference_train`): SFT on the ground-truth answers of
    Li–Lin–Pei's prompts, rejection sampling, SteerLM, DPO on HelpSteer-rated pairs, DPO on VLFeedback pairs, SeVa,
-   POVID stage 1 then stage 2 (from stage 1's merged model), SFT on POVID's chosen answers (a control), mDPO
-   (VLFeedback pairs + image terms);
+   SFT on SeVa's chosen answers (a control), POVID stage 1 then stage 2 (from stage 1's merged model), SFT on
+   POVID's chosen answers (a control), mDPO (VLFeedback pairs + image terms);
 3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i and its
    split into evidence-present and evidence-absent mentions (`vlpref.world.claims`), coverage, and the oracle's
    mean Helpfulness and Visual Faithfulness (1-5) over the descriptions. SteerLM is asked for 4 on every attribute,
