@@ -106,11 +106,10 @@ def cell_targets(scene: dict, word_id, positions: bool = False, small_drawn: boo
     """
     targets = torch.full((9, 4 if positions else 2), IGNORE, dtype=torch.long)
     for o in scene["objects"]:
-        first = o["category"] if o["size"] == "large" or small_drawn else "small"
-        cell = o["row"] * 3 + o["col"]
-        targets[cell, :2] = torch.tensor([word_id(first), word_id(o["color"])])
+        words = [o["category"] if o["size"] == "large" or small_drawn else "small", o["color"]]
         if positions:
-            targets[cell, 2:] = torch.tensor([word_id(ROWS[o["row"]]), word_id(COLS[o["col"]])])
+            words += [ROWS[o["row"]], COLS[o["col"]]]
+        targets[o["row"] * 3 + o["col"]] = torch.tensor([word_id(w) for w in words])
     return targets
 
 
