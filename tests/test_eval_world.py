@@ -86,7 +86,10 @@ def test_world_runs_through_the_runner_journalled_and_viewable(tmp_path):
     assert {k: v for k, v in again.items() if k != "calls"} == {k: v for k, v in first.items() if k != "calls"}
 
     items = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
-    assert {item["task"] for item in items} == {"describe", "pope"}
+    short = [item for item in items if item["task"] in ("color", "size", "position", "count")]
+    assert {item["task"] for item in items} - {"describe", "pope"} == {item["task"] for item in short}
+    assert len(short) == 2 and {item["helpfulness"] for item in short} <= {1, 2, 5}  # one short question per scene
+    assert first["qa_helpfulness"] == pytest.approx(sum(item["helpfulness"] for item in short) / 2)
     assert all(item["answer"] and Path(item["images"][0]).is_file() for item in items)
     assert first["data_folder"] == str((tmp_path / "run" / "eval-split").absolute())
     for split in ("random", "popular", "adversarial"):  # the items carry the verdicts the accuracy counts
@@ -110,20 +113,21 @@ def test_evaluate_world_is_the_runners_world_benchmark(tmp_path):
     """The entry point the demo and `vlpref world eval` call gives the runner's numbers, from a loaded model or a
     model name; with a run folder it is journalled like any run."""
     from vlpref.evaluation.run import RUN_KEYS
-    from vlpref.evaluation.world import evaluate_world
+    from vlpref.evaluation.world import SPLIT_TASKS, evaluate_world
     from vlpref.models.names import resolve_model
     from vlpref.models.vlm import VLM
     from vlpref.world.tasks import build_split
 
     split = tmp_path / "split"
-    build_split(split, "eval", 2, tasks=("describe", "pope"))
+    build_split(split, "eval", 2, tasks=SPLIT_TASKS)
     run = evaluate(EvalConfig(benchmark="world", data=str(split), max_new_tokens=4, device="cpu"), tmp_path / "run",
                    log=quiet)
     vlm = VLM.load(resolve_model("world:world-base"))
     metrics = evaluate_world(vlm, split, max_new_tokens=4, oracle=True)
     assert metrics == {k: v for k, v in run.items() if k not in RUN_KEYS}
     plain = evaluate_world(vlm, split, max_new_tokens=4)  # the oracle's ratings only when asked for
-    assert plain == {k: v for k, v in metrics.items() if k not in ("helpfulness", "faithfulness")}
+    assert "qa_helpfulness" in metrics
+    assert plain == {k: v for k, v in metrics.items() if k not in ("helpfulness", "faithfulness", "qa_helpfulness")}
     for _ in range(2):
         assert evaluate_world("world:world-base", split, tmp_path / "kept", max_new_tokens=4, device="cpu") == plain
     assert json.loads((tmp_path / "kept" / "results.json").read_text())["calls"]["answers_generated"] == 0
@@ -135,7 +139,8 @@ def test_eval_benchmark_world_is_the_same_entry_point(tmp_path):
     out = vlpref("eval", "--benchmark", "world", "--images", "2", "--max-new-tokens", "4", "--out", str(tmp_path / "w"))
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["benchmark"] == "world"
-    assert json.loads((tmp_path / "w" / "eval-split.json").read_text()) == {"images": 2}
+    assert json.loads((tmp_path / "w" / "eval-split.json").read_text()) == {"images": 2,
+                                                                           "tasks": ["describe", "pope", "qa"]}
     assert re.search(r"answered \d+/\d+ \(0 from the journal\), [\d.]+/s, ETA \d+:\d\d", out.stderr)
     assert (tmp_path / "w" / "items.jsonl").read_text().count("\n") > 2
     word = vlpref("eval", "--benchmark", "world", "--images", "two", "--out", str(tmp_path / "x"))
@@ -182,3 +187,27 @@ def test_compare_refuses_runs_on_different_data_and_gives_intervals(tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "results.json").write_text(json.dumps({k: v for k, v in runs[0].items() if k != "eval_data"}))
     assert "old: no record of the eval data" in compare([tmp_path / "two", tmp_path / "old"], tmp_path / "c2")
+
+
+def test_short_questions_one_per_scene_and_their_helpfulness_by_hand(tmp_path):
+    """One attribute / count / position question per scene, the same draw every time; `qa_helpfulness` is the
+    oracle's mean Helpfulness over their answers: 5 right, 1 wrong, 2 not answered (hand math: (5 + 1 + 2) / 3)."""
+    from vlpref.evaluation.world import short_questions
+    from vlpref.world.metrics import world_metrics
+    from vlpref.world.tasks import build_split
+
+    prompts = build_split(tmp_path / "s", "eval", 3, tasks=("describe", "pope", "qa"))
+    short = short_questions(prompts)
+    assert short == short_questions(list(prompts))  # drawn by scene id: the same list again
+    assert [p.meta["scene"]["id"] for p in short] == sorted({p.meta["scene"]["id"] for p in prompts})
+    assert {p.meta["task"] for p in short} <= {"color", "size", "position", "count"}
+    assert short_questions([p for p in prompts if p.meta["task"] in ("describe", "pope")]) == []
+    color = next(p for p in prompts if p.meta["task"] == "color")
+    other = next(c for c in ("red", "blue", "green", "yellow", "purple") if c != color.meta["answer"])
+    category = color.meta["category"]
+    replies = [color.reference, f"the {category} is {other}.", "it"]
+    results, items = world_metrics([], [], [], [], oracle=True, questions=[color, color, color], replies=replies)
+    assert results["qa_helpfulness"] == pytest.approx((5 + 1 + 2) / 3)
+    assert items[color.id]["reference"] == color.reference
+    with pytest.raises(ValueError, match="3 short questions but 2 replies"):
+        world_metrics([], [], [], [], oracle=True, questions=[color] * 3, replies=replies[:2])

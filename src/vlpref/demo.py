@@ -20,7 +20,8 @@ Per seed, through the recipes and library calls the CLI verbs use (recipes/*/dat
    POVID's chosen answers (a control), mDPO (VLFeedback pairs + image terms);
 3. evaluation on held-out world scenes (`vlpref world eval`): world-POPE F1 per split, CHAIR_s, CHAIR_i and its
    split into evidence-present and evidence-absent mentions (`vlpref.world.claims`), coverage, and the oracle's
-   mean Helpfulness and Visual Faithfulness (1-5) over the descriptions. SteerLM is asked for 4 on every attribute,
+   mean Helpfulness and Visual Faithfulness (1-5) over the descriptions and its Helpfulness over one short
+   attribute / count / position question per scene (`helpful QA`). SteerLM is asked for 4 on every attribute,
    as Li–Lin–Pei evaluate it, and (a second row, same model) for the values its training data holds per task;
 4. OUT/results.json (per row: mean and std over seeds, and the paired difference from the base row, seed by seed,
    with its std), OUT/results-per-seed.json, OUT/results.md (the values table and the differences table),
@@ -48,9 +49,10 @@ from vlpref.config import StrictModel, load_yaml, overlay, read_yaml
 from vlpref.errors import VlprefError
 
 METRICS = ("pope_f1_random", "pope_f1_popular", "pope_f1_adversarial", "chair_s", "chair_i", "chair_i_present",
-           "chair_i_absent", "coverage", "helpfulness", "faithfulness")
+           "chair_i_absent", "coverage", "helpfulness", "faithfulness", "qa_helpfulness")
 HEADERS = ("POPE rand", "POPE pop", "POPE adv", "CHAIR_s↓", "CHAIR_i↓", "CHAIR_i ev.present↓", "CHAIR_i ev.absent↓",
-           "cover", "helpful", "faithful")
+           "cover", "helpful", "faithful", "helpful QA")
+RATINGS = ("helpfulness", "faithfulness", "qa_helpfulness")  # the oracle's 1-5 means, shown with 2 digits
 PAPERS = ("vlfeedback", "li_lin_pei", "seva", "povid")
 
 
@@ -218,7 +220,7 @@ def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig, data: P
     steer = None
     if row.steer == "top":
         steer = TOP
-    elif row.steer == "in-range":  # the training data's tasks include some the evaluation does not ask (open, qa)
+    elif row.steer == "in-range":  # the training data's tasks include some the evaluation does not ask (open, relation)
         in_range = in_range_targets(read_records(data / row.paper / row.data))
         steer = {task: in_range[task] for task in TASKS if task in in_range}
     results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size, steer=steer, oracle=True)
@@ -258,6 +260,7 @@ def _stale(made: Path, marker: Path, settings: dict) -> bool:
 
 def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) -> tuple[list[dict], dict]:
     """(one result per row, per paper what its data stage made) for one world seed."""
+    from vlpref.evaluation.world import SPLIT_TASKS
     from vlpref.models.names import DEFAULT_MODEL, resolve_model
     from vlpref.training.trainer import train
     from vlpref.world.tasks import build_split
@@ -276,11 +279,11 @@ def run_seed(config: DemoConfig, out: Path, seed: int, recipes: Path, say, log) 
     eval_split = out / "eval-split"
     # What each cached stage was made with: a changed setting redoes that stage (and what depends on it) instead of
     # silently reusing it.
-    split_settings = {"images": config.eval_images, "seed": seed}
+    split_settings = {"images": config.eval_images, "seed": seed, "tasks": list(SPLIT_TASKS)}
     if _stale(eval_split / "records.jsonl", out / "eval-split.json", split_settings):
         shutil.rmtree(eval_split, ignore_errors=True)
         shutil.rmtree(out / "eval", ignore_errors=True)  # every row's evaluation was on the old split
-        build_split(eval_split, "eval", config.eval_images, tasks=("describe", "pope"), seed=seed)
+        build_split(eval_split, "eval", config.eval_images, tasks=SPLIT_TASKS, seed=seed)
         (out / "eval-split.json").write_text(json.dumps(split_settings))
     models = {"base": resolve_model(DEFAULT_MODEL)}
     made_of = {"base": "world-base"}  # row -> what its model was made with, for the caches that depend on it
@@ -354,7 +357,7 @@ def summarize(results: list[dict]) -> list[dict]:
 def _cell(row: dict, key: str, suffix: str = "") -> str:
     if f"{key}{suffix}" not in row:
         return "–"
-    digits = 2 if key in ("helpfulness", "faithfulness") else 3
+    digits = 2 if key in RATINGS else 3
     sign = "+" if suffix else ""
     value = f"{row[f'{key}{suffix}']:{sign}.{digits}f}"
     return value + (f" ± {row[f'{key}{suffix}_std']:.{digits}f}" if f"{key}{suffix}_std" in row else "")
@@ -364,13 +367,13 @@ def _cell(row: dict, key: str, suffix: str = "") -> str:
 # 80-column terminal without rich cutting headers to "CHAIR…" (results.md keeps one wide table).
 CONSOLE_GROUPS = (("POPE F1", METRICS[:3], ("random", "popular", "advers.")),
                   ("CHAIR, lower is better", METRICS[3:7], ("CHAIR_s", "CHAIR_i", "i:present", "i:absent")),
-                  ("coverage and the oracle's 1-5 ratings", METRICS[7:], ("coverage", "helpful", "faithful")))
+                  ("coverage and the oracle's 1-5 ratings", METRICS[7:], ("coverage", "helpful", "faithful", "QA")))
 
 
 def _short_cell(row: dict, key: str, suffix: str = "") -> str:
     if f"{key}{suffix}" not in row:
         return "–"
-    digits = 2 if key in ("helpfulness", "faithfulness") else 3
+    digits = 2 if key in RATINGS else 3
     value = f"{row[f'{key}{suffix}']:{'+' if suffix else ''}.{digits}f}"
     std = row.get(f"{key}{suffix}_std")
     return value + (f"±{std:.{digits}f}".replace("±0.", "±.") if std is not None else "")
@@ -410,7 +413,7 @@ def plot(summary: list[dict], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     groups = {"pope_f1": METRICS[:3], "chair": ("chair_s", "chair_i", "chair_i_present", "chair_i_absent"),
-              "coverage": ("coverage",), "oracle": ("helpfulness", "faithfulness")}
+              "coverage": ("coverage",), "oracle": RATINGS}
     written = []
     labels = [r["method"] for r in summary]
     for name, keys in groups.items():

@@ -68,10 +68,10 @@ def test_world_steering_is_for_every_question_or_per_task():
     four = "Helpfulness:4,Correctness:4,Coherence:4,Complexity:4,Verbosity:4"
     low = "Helpfulness:4,Correctness:4,Coherence:4,Complexity:0,Verbosity:1"
     assert steer_targets(four) == {"*": TOP}
-    per_task = steer_targets(f"describe={four}; pope={low}")
-    assert per_task["describe"] == TOP and per_task["pope"]["Verbosity"] == 1
+    per_task = steer_targets(f"describe={four}; pope={low}; count={low}")  # count: a short question's kind
+    assert per_task["describe"] == TOP and per_task["pope"]["Verbosity"] == 1 == per_task["count"]["Verbosity"]
     assert steer_targets(steer_spec(per_task)) == per_task and steer_spec(TOP) == four
-    for bad, message in ((f"count={four}", "unknown task 'count'"),
+    for bad, message in ((f"open={four}", "unknown task 'open'"),
                          (f"pope={four};pope={low}", "'pope' is given twice"),
                          (f"{four};pope={low}", "not both"), ("pope=Helpfulness:4", "missing Correctness")):
         with pytest.raises(VlprefError, match=message):

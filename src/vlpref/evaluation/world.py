@@ -6,21 +6,25 @@
     >>> metrics = evaluate_world("runs/povid/model", "runs/world-eval")  # from Python (the demo); nothing kept
 
 DATA, when given, is a world eval split (`vlpref world generate --split eval --tasks describe,pope --out DIR`);
-otherwise one of `world_images` scenes is built into OUT/eval-split (describe and yes/no tasks, scene seeds disjoint
-from the training splits). Greedy answers, at most 64 new tokens for a description and 4 for a yes/no question,
-journalled like every benchmark's, so a rerun makes no model call. `steer` asks a SteerLM model for the given
-attribute values, in every question or per task (`steer_targets`). Results (`vlpref.world.metrics.world_metrics`):
-world-POPE accuracy/F1/yes-ratio per split (random, popular, adversarial), CHAIR_s and CHAIR_i over descriptions,
-attribute / count / position / relation hallucination, coverage, and the oracle judge's helpfulness and
-faithfulness (1-5). OUT/items.jsonl holds each question for `vlpref view`: a description's hallucinated and missed
-facts and ratings, a yes/no answer's verdict. This is the one module under `vlpref.evaluation` that imports
-`vlpref.world`.
+otherwise one of `world_images` scenes is built into OUT/eval-split (descriptions, yes/no questions and short
+attribute / count / position questions; scene seeds disjoint from the training splits). Of a scene's short questions
+one is asked, drawn by its scene id (`short_questions`): MM-Vet and LLaVA-Bench, where the papers report
+helpfulness, ask open questions, and a description alone rates only one kind of answer. Greedy answers, at most 64
+new tokens for a description, 12 for a short answer and 4 for a yes/no question, journalled like every benchmark's,
+so a rerun makes no model call. `steer` asks a SteerLM model for the given attribute values, in every question or
+per question kind (`steer_targets`). Results (`vlpref.world.metrics.world_metrics`): world-POPE accuracy/F1/yes-ratio
+per split (random, popular, adversarial), CHAIR_s and CHAIR_i over descriptions, attribute / count / position /
+relation hallucination, coverage, the oracle judge's helpfulness and faithfulness (1-5) of the descriptions and its
+helpfulness of the short answers (`qa_helpfulness`). OUT/items.jsonl holds each question for `vlpref view`: a
+description's hallucinated and missed facts and ratings, a yes/no answer's verdict, a short answer's rating. This is
+the one module under `vlpref.evaluation` that imports `vlpref.world`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import random
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,7 +38,10 @@ POPE_TOKENS = 4  # a yes/no answer needs one word; not changed by `max_new_token
 BATCH_SIZE = 128  # the world model is tiny; `batch_size` overrides it
 
 
-TASKS = ("describe", "pope")  # what the world's eval split asks
+SHORT_TOKENS = 12  # "there are three circles." and the like
+SPLIT_TASKS = ("describe", "pope", "qa")  # the task groups of the world's eval split (`vlpref.world.tasks`)
+TASKS = ("describe", "pope", "color", "size", "position", "count")  # the question kinds it asks (`meta["task"]`)
+SHORT = ("color", "size", "position", "count")
 
 
 def steer_targets(steer: str | None, option: str = "steer") -> dict[str, dict[str, float]] | None:
@@ -54,7 +61,7 @@ def steer_targets(steer: str | None, option: str = "steer") -> dict[str, dict[st
             task, _, values = part.rpartition("=") if "=" in part else ("*", "", part)
             task = task.strip()
             if task != "*" and task not in TASKS:
-                raise ValueError(f"unknown task {task!r}; the world's evaluation asks {' and '.join(TASKS)} questions")
+                raise ValueError(f"unknown task {task!r}; the world's evaluation asks {', '.join(TASKS)} questions")
             if task in by_task:
                 raise ValueError(f"{task!r} is given twice")
             by_task[task] = parse_targets(values)
@@ -89,21 +96,37 @@ def _split(session: Session) -> Path:
 
     data, marker = session.out / "eval-split", session.out / "eval-split.json"
     built = json.loads(marker.read_text()) if marker.is_file() else None
-    if built != {"images": config.world_images} or not (data / "records.jsonl").is_file():
+    settings = {"images": config.world_images, "tasks": list(SPLIT_TASKS)}
+    if built != settings or not (data / "records.jsonl").is_file():
         if data.is_dir():
             shutil.rmtree(data)
-        build_split(data, "eval", config.world_images, tasks=("describe", "pope"))
-        marker.write_text(json.dumps({"images": config.world_images}))
+        build_split(data, "eval", config.world_images, tasks=SPLIT_TASKS)
+        marker.write_text(json.dumps(settings))
     session.use_data(data)
     return session.data()
 
 
-def _questions(prompts: list[Prompt], data: Path, max_new_tokens: int, steer: dict[str, float] | None
+def short_questions(prompts: list[Prompt]) -> list[Prompt]:
+    """One attribute, count or position question per scene, drawn by the scene's id (so the same on every run and
+    for every model), in the split's order; a scene without one asks none."""
+    by_scene: dict[str, list[Prompt]] = {}
+    for p in prompts:
+        if p.meta["task"] in SHORT:
+            by_scene.setdefault(p.meta["scene"]["id"], []).append(p)
+    return [random.Random(f"short:{scene}").choice(asked) for scene, asked in by_scene.items()]
+
+
+def _questions(prompts: list[Prompt], data: Path, max_new_tokens: int, steer: dict[str, dict[str, float]]
                ) -> list[Question]:
+    """Each prompt as a greedy question, asking a SteerLM model for its kind's values (`steer_targets`) if given."""
     from vlpref.data.steerlm import steered
 
-    return [Question(p.id, steered(p.query, steer) if steer else p.query, [data / image for image in p.images],
-                     greedy(max_new_tokens), source=str(data / "records.jsonl")) for p in prompts]
+    def query(p: Prompt):
+        targets = steer.get(p.meta["task"], steer.get("*"))
+        return steered(p.query, targets) if targets else p.query
+
+    return [Question(p.id, query(p), [data / image for image in p.images], greedy(max_new_tokens),
+                     source=str(data / "records.jsonl")) for p in prompts]
 
 
 def run(session: Session) -> dict:
@@ -115,11 +138,12 @@ def run(session: Session) -> dict:
     steer = steer_targets(session.config.steer) or {}
     describe = [p for p in prompts if p.meta["task"] == "describe"]
     pope = [p for p in prompts if p.meta["task"] == "pope"]
-    # Descriptions and yes/no questions are asked separately, so each batch holds one kind (as before the runner).
-    texts = session.answers(_questions(describe, data, session.max_new_tokens(DESCRIBE_TOKENS),
-                                       steer.get("describe", steer.get("*"))), BATCH_SIZE)
-    answers = session.answers(_questions(pope, data, POPE_TOKENS, steer.get("pope", steer.get("*"))), BATCH_SIZE)
-    results, items = world_metrics(describe, texts, pope, answers, oracle=True)
+    short = short_questions(prompts)  # none in a split built without the qa group
+    # Each kind is asked apart, so that a batch holds answers of one length (as before the runner).
+    texts = session.answers(_questions(describe, data, session.max_new_tokens(DESCRIBE_TOKENS), steer), BATCH_SIZE)
+    answers = session.answers(_questions(pope, data, POPE_TOKENS, steer), BATCH_SIZE)
+    replies = session.answers(_questions(short, data, SHORT_TOKENS, steer), BATCH_SIZE) if short else []
+    results, items = world_metrics(describe, texts, pope, answers, oracle=True, questions=short, replies=replies)
     for item, fields in items.items():
         session.detail(item, **fields)
     return results
@@ -151,5 +175,5 @@ def evaluate_world(model, data: str | Path, out: str | Path | None = None, *, ba
     with contextlib.ExitStack() as stack:
         folder = out if out is not None else stack.enter_context(tempfile.TemporaryDirectory())
         results = evaluate(config, folder, log=log or (lambda *_: None), vlm=vlm)
-    left_out = set(RUN_KEYS) | (set() if oracle else {"helpfulness", "faithfulness"})
+    left_out = set(RUN_KEYS) | (set() if oracle else {"helpfulness", "faithfulness", "qa_helpfulness"})
     return {k: v for k, v in results.items() if k not in left_out}

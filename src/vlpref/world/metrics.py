@@ -11,8 +11,10 @@ hallucinated mentions whose evidence is present in the pixels / absent from them
 CHAIR_i; `vlpref.world.claims.evidence_absent`); `attribute_hallucination`, `count_hallucination`,
 `position_hallucination`, `relation_hallucination` (wrong claims of that kind / claims of that kind, 0 with none);
 `coverage` (the mean share of each scene's categories mentioned); with `oracle`, `helpfulness` and `faithfulness`
-(the oracle judge's mean Helpfulness and Visual Faithfulness, VLFeedback's 1-5, over the descriptions); then per
-split `pope_f1_<split>`, `pope_accuracy_<split>` and `pope_yes_ratio_<split>`. What counts as a wrong claim is in
+(the oracle judge's mean Helpfulness and Visual Faithfulness, VLFeedback's 1-5, over the descriptions) and, when
+short questions were asked, `qa_helpfulness` (its mean Helpfulness over the answers to the attribute, count and
+position questions: 5 right, 1 wrong, 2 not answered); then per split `pope_f1_<split>`, `pope_accuracy_<split>` and
+`pope_yes_ratio_<split>`. What counts as a wrong claim is in
 `vlpref.world.claims`.
 """
 
@@ -89,10 +91,14 @@ def pope_verdict(text: str) -> str:
 
 
 def world_metrics(describe: list[Prompt], texts: list[str], pope: list[Prompt], answers: list[str],
-                  oracle: bool = False) -> tuple[dict[str, float], dict[str, dict]]:
+                  oracle: bool = False, questions: list[Prompt] = (), replies: list[str] = ()
+                  ) -> tuple[dict[str, float], dict[str, dict]]:
     """(results, items): the world benchmarks' numbers (see the module docstring) from the answers `texts` to the
-    description prompts and `answers` to the yes/no prompts; and, per prompt id, what the per-item view shows (the
-    hallucinated facts, coverage and ratings of a description; the verdict of a yes/no answer)."""
+    description prompts, `answers` to the yes/no prompts and `replies` to the short `questions` (rated only with
+    `oracle`); and, per prompt id, what the per-item view shows (the hallucinated facts, coverage and ratings of a
+    description; the verdict of a yes/no answer; a short answer's rating)."""
+    if len(questions) != len(replies):
+        raise ValueError(f"{len(questions)} short questions but {len(replies)} replies")
     scenes = [Scene.from_dict(p.meta["scene"]) for p in describe]
     all_facts = [check_response(s, t) for s, t in zip(scenes, texts, strict=True)]
     results = _description_metrics(scenes, all_facts)
@@ -106,6 +112,11 @@ def world_metrics(describe: list[Prompt], texts: list[str], pope: list[Prompt], 
             results[key] = sum(r[key] for r in ratings) / len(ratings) if ratings else 0.0
         for p, r in zip(describe, ratings, strict=True):
             items[p.id].update(r)
+        if questions:  # a short answer's Helpfulness is whether it answers right (vlpref.world.judge)
+            rated = oracle_ratings(questions, replies)
+            results["qa_helpfulness"] = sum(r["helpfulness"] for r in rated) / len(rated)
+            for p, r in zip(questions, rated, strict=True):
+                items[p.id] = {"task": p.meta["task"], "reference": p.reference, "helpfulness": r["helpfulness"]}
     verdicts = [pope_verdict(a) for a in answers]
     for split in POPE_SPLITS:
         rows = [(v, p.meta["label"]) for p, v in zip(pope, verdicts, strict=True) if p.meta["split"] == split]
