@@ -217,10 +217,8 @@ def evaluate(model: str, eval_split: Path, row: Row, config: DemoConfig, data: P
     from vlpref.evaluation.world import TASKS, evaluate_world
     from vlpref.models.vlm import VLM
 
-    steer = None
-    if row.steer == "top":
-        steer = TOP
-    elif row.steer == "in-range":  # the training data's tasks include some the evaluation does not ask (open, relation)
+    steer = TOP if row.steer == "top" else None
+    if row.steer == "in-range":  # the training data's tasks include some the evaluation does not ask (open, relation)
         in_range = in_range_targets(read_records(data / row.paper / row.data))
         steer = {task: in_range[task] for task in TASKS if task in in_range}
     results = evaluate_world(VLM.load(model), eval_split, batch_size=config.eval_batch_size, steer=steer, oracle=True)
