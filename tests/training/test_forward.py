@@ -78,14 +78,15 @@ def test_shared_prefix_is_exact_under_gradient_checkpointing(vlm, images):
     batch_chats = chats(images)
     responses = [[vlm.response_ids(a), vlm.response_ids(b)] for a, b in PAIRS]
     plain, _, plain_grads = _logps_and_grads(vlm, score_unshared, batch_chats, responses)
-    vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    vlm.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    assert vlm.model.is_activation_checkpointing
     vlm.model.train()  # checkpointing acts in training mode only (the tiny models have no dropout)
     try:
         shared, _, shared_grads = _logps_and_grads(vlm, score_shared, batch_chats, responses)
         # the unshared layout too (image-contrast pairs, mDPO's and POVID's extra terms): no cache to replay into
         checkpointed, _, _ = _logps_and_grads(vlm, score_unshared, batch_chats, responses)
     finally:
-        vlm.model.gradient_checkpointing_disable()
+        vlm.model.activation_checkpointing_disable()
         vlm.model.eval()
     torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(checkpointed, plain, rtol=1e-5, atol=1e-5)

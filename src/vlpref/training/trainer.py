@@ -283,7 +283,7 @@ class Trainer:
         model = setup_trainable(self.vlm.model, c)
         if c.gradient_checkpointing:
             # non-reentrant: recomputes only what backward needs and works with inputs that need no gradient
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.train()
         if c.sharding == "fsdp" and not self.sharded:
             self.log("sharding: fsdp with one process: nothing to shard, training unsharded")
