@@ -40,8 +40,8 @@ BATCH_SIZE = 128  # the world model is tiny; `batch_size` overrides it
 
 SHORT_TOKENS = 12  # "there are three circles." and the like
 SPLIT_TASKS = ("describe", "pope", "qa")  # the task groups of the world's eval split (`vlpref.world.tasks`)
-TASKS = ("describe", "pope", "color", "size", "position", "count")  # the question kinds it asks (`meta["task"]`)
-SHORT = ("color", "size", "position", "count")
+SHORT = ("color", "size", "position", "count")  # the short questions' kinds (`meta["task"]`)
+TASKS = ("describe", "pope", *SHORT)  # every question kind it asks
 
 
 def steer_targets(steer: str | None, option: str = "steer") -> dict[str, dict[str, float]] | None:
@@ -163,6 +163,8 @@ def evaluate_world(model, data: str | Path, out: str | Path | None = None, *, ba
     `steer`: the SteerLM attribute values to ask for in every question, e.g. `vlpref.data.steerlm.TOP`, or per task
     ({"describe": {...}, "pope": {...}}, e.g. `vlpref.data.steerlm.in_range_targets`).
     """
+    from vlpref.world.metrics import ORACLE_KEYS
+
     settings = {"benchmark": "world", "data": str(data), "batch_size": batch_size, "max_new_tokens": max_new_tokens,
                 "steer": steer_spec(steer) if steer else None}
     vlm = None
@@ -175,5 +177,5 @@ def evaluate_world(model, data: str | Path, out: str | Path | None = None, *, ba
     with contextlib.ExitStack() as stack:
         folder = out if out is not None else stack.enter_context(tempfile.TemporaryDirectory())
         results = evaluate(config, folder, log=log or (lambda *_: None), vlm=vlm)
-    left_out = set(RUN_KEYS) | (set() if oracle else {"helpfulness", "faithfulness", "qa_helpfulness"})
+    left_out = set(RUN_KEYS) | (set() if oracle else set(ORACLE_KEYS))
     return {k: v for k, v in results.items() if k not in left_out}

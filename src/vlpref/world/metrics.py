@@ -28,6 +28,8 @@ from vlpref.world.judge import OracleJudge
 from vlpref.world.scenes import Scene
 from vlpref.world.tasks import POPE_SPLITS
 
+ORACLE_KEYS = ("helpfulness", "faithfulness", "qa_helpfulness")  # the results `oracle` adds
+
 
 def _rate(wrong: int, total: int) -> float:
     return wrong / total if total else 0.0
